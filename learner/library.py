@@ -1,0 +1,150 @@
+"""The library seam: what the learner needs from wherever experiences are kept."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+from pydantic import BaseModel, Field
+
+from learner.operations import Operation
+from learner.words import experience_text_problem, normalize_experience_text
+
+
+@dataclass(frozen=True, kw_only=True)
+class LibraryEntry:
+    """An active experience as the learner sees it."""
+
+    experience_id: str
+    text: str
+
+
+class Provenance(BaseModel):
+    """Where a library change came from."""
+
+    kind: Literal["manual", "learned", "outcome", "import", "rollback"] = Field(
+        description="What made the change: a person or client (manual), a learning run, recorded outcomes, "
+        "an import, or a rollback."
+    )
+    run_id: str | None = Field(default=None, description="Learning run that made the change, if any.")
+    step: int | None = Field(default=None, description="Step of that run, if any.")
+    groups: list[str] = Field(default_factory=list, description="Problem or task keys whose groups led to it.")
+    outcome_ids: list[str] = Field(default_factory=list, description="Recorded outcomes that led to it.")
+
+
+@dataclass(frozen=True, kw_only=True)
+class AppliedOperation:
+    """An operation the library carried out, with the ids it touched."""
+
+    operation: Operation
+    experience_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True, kw_only=True)
+class RejectedOperation:
+    """An operation the library refused, and why."""
+
+    operation: Operation
+    reason: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class ApplyResult:
+    """What :meth:`Library.apply` did. ``version`` is the library version after the change."""
+
+    version: int
+    applied: tuple[AppliedOperation, ...] = ()
+    rejected: tuple[RejectedOperation, ...] = ()
+
+
+class Library(Protocol):
+    """An experience library the learner reads and edits.
+
+    ``apply`` validates each operation on its own: bad ones are rejected with a reason, good ones are
+    applied together as one new library version.
+    """
+
+    async def entries(self) -> Sequence[LibraryEntry]:
+        """All active experiences, oldest first."""
+        ...
+
+    async def relevant(self, task: str, k: int) -> Sequence[LibraryEntry]:
+        """The ``k`` active experiences most relevant to ``task``."""
+        ...
+
+    async def apply(self, operations: Sequence[Operation], *, provenance: Provenance, reason: str) -> ApplyResult:
+        """Apply operations as one change and return the new version."""
+        ...
+
+
+@dataclass
+class InMemoryLibrary:
+    """A :class:`Library` in a dict, for tests and for learning without a store.
+
+    Relevance is word overlap: enough to exercise retrieval paths without embeddings.
+    """
+
+    version: int = 0
+    _entries: dict[str, str] = field(default_factory=dict)
+    _next_id: int = 0
+    changes: list[tuple[int, Provenance, str, ApplyResult]] = field(default_factory=list)
+
+    async def entries(self) -> Sequence[LibraryEntry]:
+        """All active experiences, oldest first."""
+        return [LibraryEntry(experience_id=key, text=text) for key, text in self._entries.items()]
+
+    async def relevant(self, task: str, k: int) -> Sequence[LibraryEntry]:
+        """The ``k`` entries sharing the most words with ``task``."""
+        words = set(task.lower().split())
+        ranked = sorted(self._entries.items(), key=lambda item: -len(words & set(item[1].lower().split())))
+        return [LibraryEntry(experience_id=key, text=text) for key, text in ranked[:k]]
+
+    def add_text(self, text: str) -> str:
+        """Add an experience directly (test set-up) and return its id."""
+        self._next_id += 1
+        key = f"E{self._next_id}"
+        self._entries[key] = normalize_experience_text(text)
+        return key
+
+    async def apply(self, operations: Sequence[Operation], *, provenance: Provenance, reason: str) -> ApplyResult:
+        """Apply the valid operations as one version; reject the rest with reasons."""
+        applied: list[AppliedOperation] = []
+        rejected: list[RejectedOperation] = []
+        for operation in operations:
+            problem = self._problem(operation)
+            if problem is not None:
+                rejected.append(RejectedOperation(operation=operation, reason=problem))
+                continue
+            if operation.op == "add":
+                ids: tuple[str, ...] = (self.add_text(operation.text),)
+            elif operation.op == "modify":
+                self._entries[operation.experience_id] = normalize_experience_text(operation.text)
+                ids = (operation.experience_id,)
+            elif operation.op == "merge":
+                for key in operation.experience_ids:
+                    del self._entries[key]
+                ids = (self.add_text(operation.text), *operation.experience_ids)
+            else:
+                del self._entries[operation.experience_id]
+                ids = (operation.experience_id,)
+            applied.append(AppliedOperation(operation=operation, experience_ids=ids))
+        if applied:
+            self.version += 1
+        result = ApplyResult(version=self.version, applied=tuple(applied), rejected=tuple(rejected))
+        if applied:
+            self.changes.append((self.version, provenance, reason, result))
+        return result
+
+    def _problem(self, operation: Operation) -> str | None:
+        if operation.op == "delete":
+            return None if operation.experience_id in self._entries else f"unknown id {operation.experience_id!r}"
+        if operation.op == "modify" and operation.experience_id not in self._entries:
+            return f"unknown id {operation.experience_id!r}"
+        if operation.op == "merge":
+            missing = [key for key in operation.experience_ids if key not in self._entries]
+            if missing:
+                return f"unknown ids {missing!r}"
+            if len(set(operation.experience_ids)) != len(operation.experience_ids):
+                return "merge names the same id twice"
+        return experience_text_problem(operation.text)

