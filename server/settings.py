@@ -63,4 +63,14 @@ class Settings(BaseSettings):
         description="An added experience whose cosine similarity to an active one is above this returns that "
         "one instead of storing a near-copy.",
     )
+    http_tokens: SecretStr | None = Field(
+        default=None,
+        description="Comma-separated bearer tokens accepted by `debrief serve --http`; required to serve on a "
+        "non-loopback host.",
+    )
+    public_url: str | None = Field(
+        default=None,
+        description="The URL clients reach the HTTP server at (for OAuth protected-resource metadata), "
+        "e.g. https://debrief.example.com/mcp; default http://HOST:PORT/mcp.",
+    )
     limits: Limits = Field(default_factory=Limits)

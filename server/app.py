@@ -1,0 +1,77 @@
+"""The MCP server: a factory whose lifespan owns the experience store."""
+
+import logging
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
+
+from mcp.server import MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+
+from server.embedder import Embedder
+from server.errors import DebriefError
+from server.settings import Settings
+from server.store import ExperienceStore
+
+logger = logging.getLogger(__name__)
+
+INSTRUCTIONS = """\
+Debrief is an experience memory that learns. Before a task, call retrieve_experiences with a description of
+the task and apply the lessons that fit; after it, report how it went (record_outcome) so the library learns.
+Experiences are one sentence each, grouped in namespaces (a domain or project), versioned, and can be rolled
+back. Use the prompt 'use_experience_memory' for the full protocol."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class AppState:
+    """What every request handler can reach: settings and the open store."""
+
+    settings: Settings
+    store: ExperienceStore
+
+
+@contextmanager
+def tool_errors() -> Iterator[None]:
+    """Turn domain errors into ToolError so their message reaches the client."""
+    try:
+        yield
+    except DebriefError as error:
+        raise ToolError(str(error)) from error
+
+
+def create_server(settings: Settings, *, embedder: Embedder | None = None) -> MCPServer[AppState]:
+    """Build the Debrief MCP server. The store opens when the server starts and closes when it stops."""
+    from server.library_tools import register_library_tools  # noqa: PLC0415 - keeps the import graph one-way
+
+    @asynccontextmanager
+    async def lifespan(_server: MCPServer[AppState]) -> AsyncIterator[AppState]:
+        if embedder is None:
+            from server.embedder import make_embedder  # noqa: PLC0415 - loads model weights only when serving
+
+            chosen = make_embedder(settings)
+        else:
+            chosen = embedder
+        store = await ExperienceStore.open(settings, chosen)
+        try:
+            yield AppState(settings=settings, store=store)
+        finally:
+            await store.aclose()
+
+    server: MCPServer[AppState] = MCPServer(
+        "debrief",
+        title="Debrief experience memory",
+        instructions=INSTRUCTIONS,
+        version=_version(),
+        lifespan=lifespan,
+    )
+    register_library_tools(server, settings)
+    return server
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version  # noqa: PLC0415
+
+    try:
+        return version("debrief-mcp")
+    except PackageNotFoundError:
+        return "0"
