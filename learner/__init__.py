@@ -1,5 +1,58 @@
 """Training-Free GRPO: learn a library of short experiences from groups of scored attempts.
 
 This package knows nothing of MCP or Chroma. It works on any object that satisfies
-:class:`learner.library.Library`.
+:class:`learner.library.Library`. The entry point is :func:`run_learning`.
 """
+
+from learner.accounting import ModelPrice, PriceTable, TokenCount
+from learner.backend import Backends, ChatBackend, ChatReply, ChatRequest, Message, Usage
+from learner.checkpoint import Checkpoint, DirectoryCheckpoint, MemoryCheckpoint, RunState
+from learner.config import RunConfig
+from learner.datasets import Problem, generate_problems, load_generator, load_jsonl
+from learner.errors import BackendError, ConfigError, InvalidReply, LearnerError, ResponseFormatRejected
+from learner.events import ProgressEvent
+from learner.function_backend import FunctionBackend
+from learner.library import InMemoryLibrary, Library, LibraryEntry, Provenance
+from learner.records import GroupRecord, RunReport, StepRecord
+from learner.report import format_report
+from learner.run import run_learning
+from learner.verifiers import Verifier, make_verifier
+
+__all__ = [
+    "BackendError",
+    "Backends",
+    "ChatBackend",
+    "ChatReply",
+    "ChatRequest",
+    "Checkpoint",
+    "ConfigError",
+    "DirectoryCheckpoint",
+    "FunctionBackend",
+    "GroupRecord",
+    "InMemoryLibrary",
+    "InvalidReply",
+    "LearnerError",
+    "Library",
+    "LibraryEntry",
+    "MemoryCheckpoint",
+    "Message",
+    "ModelPrice",
+    "PriceTable",
+    "Problem",
+    "ProgressEvent",
+    "Provenance",
+    "ResponseFormatRejected",
+    "RunConfig",
+    "RunReport",
+    "RunState",
+    "StepRecord",
+    "TokenCount",
+    "Usage",
+    "Verifier",
+    "format_report",
+    "generate_problems",
+    "load_generator",
+    "load_jsonl",
+    "make_verifier",
+    "run_learning",
+]

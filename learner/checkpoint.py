@@ -1,0 +1,98 @@
+"""Resume state of a run, and where it is kept: a protocol the server implements, and a directory-based one."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Protocol
+
+import anyio
+from pydantic import BaseModel, Field
+
+from learner.accounting import TokenCount
+from learner.records import Proposal, StepRecord
+
+
+class RolloutRecord(BaseModel):
+    """A finished, paid-for group of attempts of the step in progress."""
+
+    responses: list[str]
+    tokens: TokenCount
+
+
+class RunState(BaseModel):
+    """Everything needed to continue a run from its last finished step."""
+
+    run_id: str
+    config: dict[str, Any] = Field(description="The run's RunConfig.resume_key(): a resumed run must match it.")
+    next_step: int = Field(default=0, description="First step not finished.")
+    steps: list[StepRecord] = Field(default_factory=list, description="Records of the finished steps.")
+    pending: list[Proposal] = Field(default_factory=list, description="Proposals waiting for a consolidation.")
+    rollouts: dict[str, RolloutRecord] = Field(
+        default_factory=dict, description="Finished rollouts of step next_step, by problem id."
+    )
+    step_tokens: dict[str, TokenCount] = Field(
+        default_factory=dict, description="Tokens already spent on step next_step, per stage."
+    )
+    honours_n: dict[str, bool] = Field(default_factory=dict, description="Per role: whether n = G was honoured.")
+    structured_modes: dict[str, str] = Field(default_factory=dict, description="Per role: structured mode that worked.")
+    finished: bool = Field(default=False, description="Whether every step is done.")
+
+
+class Checkpoint(Protocol):
+    """Keeps one run's :class:`RunState`. ``save`` must replace the previous state atomically."""
+
+    async def load(self) -> RunState | None:
+        """The saved state, or ``None`` for a new run."""
+        ...
+
+    async def save(self, state: RunState) -> None:
+        """Replace the saved state."""
+        ...
+
+
+class DirectoryCheckpoint:
+    """A :class:`Checkpoint` in ``<directory>/state.json``, replaced atomically on every save."""
+
+    def __init__(self, directory: str | Path) -> None:
+        self.directory = Path(directory)
+        self.path = self.directory / "state.json"
+
+    async def load(self) -> RunState | None:
+        """The saved state, or ``None`` when there is none yet."""
+        return await anyio.to_thread.run_sync(self._load)
+
+    async def save(self, state: RunState) -> None:
+        """Write ``state`` to a temporary file and rename it over the old one."""
+        await anyio.to_thread.run_sync(self._save, state.model_dump_json())
+
+    def _load(self) -> RunState | None:
+        if not self.path.exists():
+            return None
+        return RunState.model_validate_json(self.path.read_text(encoding="utf-8"))
+
+    def _save(self, text: str) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        temporary = self.path.with_suffix(".tmp")
+        with temporary.open("w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, self.path)
+
+
+class MemoryCheckpoint:
+    """A :class:`Checkpoint` in memory: resumable within one process (tests, embedding)."""
+
+    def __init__(self) -> None:
+        self.state: RunState | None = None
+        self.saves = 0
+
+    async def load(self) -> RunState | None:
+        """The last saved state."""
+        return None if self.state is None else self.state.model_copy(deep=True)
+
+    async def save(self, state: RunState) -> None:
+        """Keep a copy of ``state``."""
+        self.saves += 1
+        self.state = state.model_copy(deep=True)

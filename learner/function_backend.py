@@ -1,0 +1,53 @@
+"""A backend whose replies a Python function decides: the scripted LLM for tests (pydantic-ai's FunctionModel)."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from learner.backend import ChatReply, ChatRequest, Usage, estimate_tokens
+
+ReplyFunction = Callable[[ChatRequest, int], str | Awaitable[str]]
+"""Decides one choice: ``(request, choice) -> text``. ``choice`` counts from 0 within the request.
+
+A deterministic script can seed its randomness with ``(request.seed or 0) + choice``: a group asked for as
+``n = G`` with seed ``S`` and the same group asked for as G single requests with seeds ``S, S+1, ...`` then get
+the same attempts.
+"""
+
+
+@dataclass
+class FunctionBackend:
+    """A :class:`learner.backend.ChatBackend` that calls ``function`` for every choice and records every request.
+
+    ``honours_n=False`` makes it answer one choice whatever ``n`` asks for, like Ollama or llama.cpp.
+    Usage is estimated from text length (four characters a token); the prompt is billed once per request.
+    """
+
+    function: ReplyFunction
+    model: str = "function"
+    honours_n: bool = True
+    calls: list[ChatRequest] = field(default_factory=list)
+
+    async def complete(self, request: ChatRequest) -> ChatReply:
+        """Record ``request`` and answer it with ``function``."""
+        self.calls.append(request)
+        count = request.n if self.honours_n else 1
+        texts: list[str] = []
+        for choice in range(count):
+            text = self.function(request, choice)
+            if inspect.isawaitable(text):
+                text = await text
+            texts.append(text)
+        prompt = sum(estimate_tokens(message.content) for message in request.messages)
+        usage = Usage(
+            prompt_tokens=prompt,
+            completion_tokens=sum(estimate_tokens(text) for text in texts),
+            requests=1,
+        )
+        return ChatReply(texts=tuple(texts), usage=usage, model=self.model)
+
+    def calls_for(self, stage: str) -> list[ChatRequest]:
+        """The recorded requests of one stage."""
+        return [call for call in self.calls if call.stage == stage]

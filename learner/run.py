@@ -1,0 +1,293 @@
+"""The learning loop: epochs of seeded-shuffled batches, one step each, checkpointed, within budget."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+import anyio
+
+from learner.accounting import Ledger, TokenCount, budget_stop_reason, total
+from learner.aliases import AliasMap
+from learner.backend import STAGES, Backends, Role, Stage
+from learner.calls import Caller, StructuredMode
+from learner.checkpoint import Checkpoint, RolloutRecord, RunState
+from learner.config import RunConfig
+from learner.datasets import Problem
+from learner.errors import ConfigError
+from learner.events import EventKind, ProgressEvent
+from learner.library import Library
+from learner.records import RunReport, StepRecord, StopReason
+from learner.step import GroupWork, StepContext, consolidate_and_apply, rejection_counts, run_groups
+from learner.verifiers import Verifier
+
+
+@dataclass(frozen=True, kw_only=True)
+class PlannedStep:
+    """Which problems one step takes."""
+
+    epoch: int
+    batch: int
+    indices: tuple[int, ...]
+
+
+def plan_steps(count: int, *, epochs: int, batch_size: int, seed: int) -> list[PlannedStep]:
+    """Every step of a run: each epoch shuffles the problems with its own seed, then cuts them into batches."""
+    steps: list[PlannedStep] = []
+    for epoch in range(epochs):
+        order = list(range(count))
+        random.Random(seed * 1_000_003 + epoch).shuffle(order)
+        for batch, start in enumerate(range(0, count, batch_size)):
+            steps.append(PlannedStep(epoch=epoch, batch=batch, indices=tuple(order[start : start + batch_size])))
+    return steps
+
+
+def _validate(config: RunConfig, problems: Sequence[Problem], verifier: Verifier) -> None:
+    if not problems:
+        raise ConfigError("a learning run needs at least one problem")
+    ids = [problem.problem_id for problem in problems]
+    if len(set(ids)) != len(ids):
+        raise ConfigError("problem ids must be unique; give the problems ids or drop the duplicates")
+    if config.ground_truth and verifier.needs_answer:
+        missing = [problem.problem_id for problem in problems if problem.answer is None]
+        if missing:
+            raise ConfigError(
+                f"{len(missing)} problems have no ground truth (first: {missing[:5]!r}); give answers, use the "
+                "'judge' verifier, or set ground_truth=False"
+            )
+
+
+class _Progress:
+    """Run-wide counters behind the progress events."""
+
+    def __init__(
+        self, run_id: str, total_steps: int, attempts_total: int, on_event: Callable[[ProgressEvent], None] | None
+    ) -> None:
+        self.run_id, self.total_steps, self.attempts_total = run_id, total_steps, attempts_total
+        self.on_event = on_event
+        self.step = 0
+        self.attempts_done = self.groups_done = self.groups_kept = self.operations_applied = 0
+        self.spent = TokenCount()
+
+    def emit(self, kind: EventKind, message: str = "") -> None:
+        if self.on_event is None:
+            return
+        self.on_event(
+            ProgressEvent(
+                kind=kind,
+                run_id=self.run_id,
+                step=self.step,
+                total_steps=self.total_steps,
+                attempts_done=self.attempts_done,
+                attempts_total=self.attempts_total,
+                groups_done=self.groups_done,
+                groups_kept=self.groups_kept,
+                operations_applied=self.operations_applied,
+                prompt_tokens=self.spent.prompt_tokens,
+                completion_tokens=self.spent.completion_tokens,
+                cost_usd=self.spent.cost_usd,
+                message=message,
+            )
+        )
+
+
+async def run_learning(
+    config: RunConfig,
+    *,
+    backends: Backends,
+    library: Library,
+    problems: Sequence[Problem],
+    verifier: Verifier,
+    checkpoint: Checkpoint | None = None,
+    on_event: Callable[[ProgressEvent], None] | None = None,
+    cancel: anyio.Event | None = None,
+) -> RunReport:
+    """Learn experiences into ``library`` from ``problems``; continue from ``checkpoint`` if it holds a run.
+
+    Stops cleanly between steps when ``cancel`` is set or the budget would be exceeded. A crash or cancellation
+    inside a step loses nothing paid for: the step's finished rollouts are in the checkpoint and are reused.
+
+    Raises:
+        ConfigError: the problems or verifier do not fit the config, or the checkpoint holds a different run.
+    """
+    started = time.monotonic()
+    _validate(config, problems, verifier)
+    plan = plan_steps(len(problems), epochs=config.epochs, batch_size=config.batch_size, seed=config.seed)
+    state = await checkpoint.load() if checkpoint is not None else None
+    if state is None:
+        state = RunState(run_id=config.run_id, config=config.resume_key())
+    elif state.config != config.resume_key():
+        raise ConfigError(f"the checkpoint holds run {state.run_id!r} with other settings; use a fresh checkpoint")
+    run_id = state.run_id
+    progress = _Progress(run_id, len(plan), sum(len(step.indices) for step in plan) * config.group_size, on_event)
+    progress.step = state.next_step
+    progress.spent = total([step.total for step in state.steps] + list(state.step_tokens.values()))
+    for record in state.steps:
+        progress.attempts_done += record.groups_seen * config.group_size
+        progress.groups_done += record.groups_seen
+        progress.groups_kept += record.groups_kept
+        progress.operations_applied += len(record.applied)
+
+    def on_usage(count: TokenCount) -> None:
+        progress.spent = progress.spent.plus(count)
+
+    caller = Caller(backends, concurrency=config.concurrency, prices=config.prices, on_usage=on_usage)
+    caller.honours_n.update({_role(key): value for key, value in state.honours_n.items()})
+    caller.structured_modes.update({_role(key): _mode(value) for key, value in state.structured_modes.items()})
+    lock = anyio.Lock()
+
+    async def save() -> None:
+        if checkpoint is None:
+            return
+        async with lock:
+            state.honours_n = {str(role): value for role, value in caller.honours_n.items()}
+            state.structured_modes = {str(role): mode for role, mode in caller.structured_modes.items()}
+            state.step_tokens = {str(stage): count for stage, count in caller.ledger.by_stage.items()}
+            await checkpoint.save(state)
+
+    progress.emit("run_started")
+    stop: tuple[StopReason, str | None] = ("finished", None)
+    for index in range(state.next_step, len(plan)):
+        if cancel is not None and cancel.is_set():
+            stop = ("cancelled", f"cancelled before step {index}")
+            break
+        spent = total(step.total for step in state.steps)
+        reason = budget_stop_reason(
+            spent,
+            [step.total for step in state.steps],
+            budget_tokens=config.budget_tokens,
+            budget_usd=config.budget_usd,
+        )
+        if reason is not None:
+            stop = ("budget", reason)
+            break
+        record = await _run_step(
+            config, plan[index], index, run_id, state, caller, library, problems, verifier, progress, save
+        )
+        state.steps.append(record)
+        state.next_step = index + 1
+        state.rollouts = {}
+        caller.ledger = Ledger(config.prices)
+        state.finished = state.next_step == len(plan)
+        await save()
+        progress.step = state.next_step
+        progress.emit("step_finished", f"step {index} applied {len(record.applied)} operation(s)")
+    report = _report(state, len(plan), stop, time.monotonic() - started)
+    progress.emit("run_finished", report.stop_reason)
+    return report
+
+
+def _role(name: str) -> Role:
+    roles: dict[str, Role] = {"policy": "policy", "reflect": "reflect", "judge": "judge"}
+    return roles[name]
+
+
+def _mode(name: str) -> StructuredMode:
+    modes: dict[str, StructuredMode] = {"json_schema": "json_schema", "json_object": "json_object", "plain": "plain"}
+    return modes[name]
+
+
+async def _run_step(
+    config: RunConfig,
+    planned: PlannedStep,
+    index: int,
+    run_id: str,
+    state: RunState,
+    caller: Caller,
+    library: Library,
+    problems: Sequence[Problem],
+    verifier: Verifier,
+    progress: _Progress,
+    save: Callable[[], Awaitable[None]],
+) -> StepRecord:
+    started = time.monotonic()
+    batch = [problems[position] for position in planned.indices]
+    batch_ids = {problem.problem_id for problem in batch}
+    caller.ledger = Ledger(config.prices)
+    caller.ledger.add({_stage(stage): count for stage, count in state.step_tokens.items()})
+    reused = {key: value for key, value in state.rollouts.items() if key in batch_ids}
+    progress.attempts_done += sum(len(record.responses) for record in reused.values())
+    progress.emit("step_started", f"step {index}: epoch {planned.epoch}, batch {planned.batch}")
+
+    async def on_rollout(work: GroupWork, record: RolloutRecord) -> None:
+        state.rollouts[work.problem.problem_id] = record
+        progress.attempts_done += len(record.responses)
+        progress.emit("attempts")
+        await save()
+
+    def on_group_done(work: GroupWork) -> None:
+        progress.groups_done += 1
+        progress.groups_kept += int(work.kept)
+        progress.emit("group_done")
+
+    ctx = StepContext(
+        config=config,
+        step=index,
+        caller=caller,
+        library=library,
+        verifier=verifier,
+        aliases=AliasMap.of(await library.entries()),
+        reused=reused,
+        on_rollout=on_rollout,
+        on_group_done=on_group_done,
+    )
+    works = await run_groups(ctx, batch)
+    proposals = list(state.pending) + [proposal for work in works for proposal in work.proposals]
+    consolidated = await consolidate_and_apply(ctx, proposals, run_id=run_id)
+    state.pending = consolidated.pending
+    progress.operations_applied += len(consolidated.applied)
+    rejected = [item for work in works for item in work.rejected] + consolidated.rejected
+    rewards = [reward for work in works if work.rewards is not None for reward in work.rewards]
+    by_stage = dict(caller.ledger.by_stage)
+    return StepRecord(
+        run_id=run_id,
+        step=index,
+        epoch=planned.epoch,
+        batch=planned.batch,
+        problem_ids=[problem.problem_id for problem in batch],
+        groups=[work.record() for work in works],
+        groups_seen=len(works),
+        groups_kept=sum(work.kept for work in works),
+        groups_failed=sum(work.error is not None for work in works),
+        mean_reward=sum(rewards) / len(rewards) if rewards else None,
+        operations_proposed=len(proposals),
+        applied=consolidated.applied,
+        rejected=rejected,
+        rejection_counts=rejection_counts(rejected),
+        consolidation_error=consolidated.error,
+        pending_operations=len(consolidated.pending),
+        library_version=consolidated.version,
+        library_size=len(await library.entries()),
+        tokens={stage: by_stage[stage] for stage in STAGES if stage in by_stage},
+        total=total(by_stage.values()),
+        verifier_errors=sum(work.verifier_errors for work in works),
+        reused_rollouts=sum(work.reused for work in works),
+        wall_seconds=time.monotonic() - started,
+    )
+
+
+def _stage(name: str) -> Stage:
+    for stage in STAGES:
+        if stage == name:
+            return stage
+    raise ConfigError(f"unknown stage {name!r} in checkpoint")
+
+
+def _report(state: RunState, total_steps: int, stop: tuple[StopReason, str | None], wall: float) -> RunReport:
+    by_stage: dict[str, TokenCount] = {}
+    for step in state.steps:
+        for stage, count in step.tokens.items():
+            by_stage[stage] = by_stage.get(stage, TokenCount()).plus(count)
+    return RunReport(
+        run_id=state.run_id,
+        stop_reason=stop[0],
+        stop_detail=stop[1],
+        steps=list(state.steps),
+        total_steps=total_steps,
+        tokens=by_stage,
+        total=total(step.total for step in state.steps),
+        pending_operations=list(state.pending),
+        wall_seconds=wall,
+    )

@@ -1,0 +1,272 @@
+"""One learning step: each group moves through its stages on its own; only consolidation waits for the batch."""
+
+from __future__ import annotations
+
+import logging
+import zlib
+from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+
+import anyio
+
+from learner.aliases import AliasMap
+from learner.backend import ChatRequest
+from learner.calls import Caller
+from learner.checkpoint import RolloutRecord
+from learner.config import RunConfig
+from learner.datasets import Problem
+from learner.errors import LearnerError
+from learner.library import Library, LibraryEntry, Provenance
+from learner.prompts import rollout_messages
+from learner.records import AppliedRecord, GroupRecord, Proposal, RejectedRecord
+from learner.reflection import ReflectSettings, consolidate, group_advantage, judge_response, summarize
+from learner.verifiers import Verifier, safe_score
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class GroupWork:
+    """One problem's group as it moves through the step."""
+
+    problem: Problem
+    responses: list[str] | None = None
+    reused: bool = False
+    rewards: list[float] | None = None
+    verifier_errors: int = 0
+    kept: bool = False
+    summaries: list[tuple[str, bool | None]] = field(default_factory=list)
+    proposals: list[Proposal] = field(default_factory=list)
+    rejected: list[RejectedRecord] = field(default_factory=list)
+    error: str | None = None
+
+    def record(self) -> GroupRecord:
+        """What the step record keeps of this group."""
+        return GroupRecord(
+            problem_id=self.problem.problem_id,
+            rewards=self.rewards,
+            kept=self.kept,
+            proposals=len(self.proposals),
+            verifier_errors=self.verifier_errors,
+            reused=self.reused,
+            error=self.error,
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class StepContext:
+    """What every phase of a step needs."""
+
+    config: RunConfig
+    step: int
+    caller: Caller
+    library: Library
+    verifier: Verifier
+    aliases: AliasMap
+    reused: dict[str, RolloutRecord]
+    on_rollout: Callable[[GroupWork, RolloutRecord], Awaitable[None]]
+    on_group_done: Callable[[GroupWork], None]
+
+    @property
+    def reflect(self) -> ReflectSettings:
+        """Settings of the reflection stages."""
+        return ReflectSettings(
+            temperature=self.config.extraction_temperature,
+            max_operations=self.config.max_operations,
+            trajectory_token_budget=self.config.trajectory_token_budget,
+            max_reasks=self.config.max_reasks,
+        )
+
+
+def group_seed(config: RunConfig, step: int, problem_id: str) -> int:
+    """The sampling seed of one group: the same for the same run seed, step and problem."""
+    return zlib.crc32(f"{config.seed}:{step}:{problem_id}".encode())
+
+
+async def _shown(ctx: StepContext, problem: Problem) -> Sequence[LibraryEntry]:
+    mode = ctx.config.injection
+    if mode == "auto":
+        mode = "all" if len(ctx.aliases.entries) <= ctx.config.retrieve_threshold else "retrieve"
+    if mode == "all" or not ctx.aliases.entries:
+        return ctx.aliases.entries
+    return await ctx.library.relevant(problem.question, ctx.config.retrieve_k)
+
+
+async def rollout(ctx: StepContext, work: GroupWork) -> None:
+    """Sample the group's attempts, unless an interrupted run of this step already paid for them."""
+    saved = ctx.reused.get(work.problem.problem_id)
+    if saved is not None:
+        work.responses, work.reused = list(saved.responses), True
+        return
+    request = ChatRequest(
+        role="policy",
+        stage="rollout",
+        temperature=ctx.config.rollout_temperature,
+        max_tokens=ctx.config.max_completion_tokens,
+        seed=group_seed(ctx.config, ctx.step, work.problem.problem_id),
+        messages=rollout_messages(
+            ctx.config.instructions, ctx.aliases.render(await _shown(ctx, work.problem)), work.problem.question
+        ),
+    )
+    texts, tokens = await ctx.caller.sample(request, ctx.config.group_size)
+    work.responses = texts
+    await ctx.on_rollout(work, RolloutRecord(responses=texts, tokens=tokens))
+
+
+async def verify(ctx: StepContext, work: GroupWork) -> None:
+    """Score the attempts and decide whether the group goes on to reflection."""
+    responses = work.responses or []
+    graded = ctx.config.ground_truth
+    problem = work.problem
+    if graded and problem.answer is None and ctx.verifier.needs_answer:
+        raise LearnerError(f"problem {problem.problem_id!r} has no ground truth for verifier {ctx.verifier.name!r}")
+    if graded or problem.answer is not None:
+        scores: dict[int, float] = {}
+
+        async def judge(judged: Problem, response: str) -> bool:
+            return await judge_response(ctx.caller, ctx.reflect, judged, response)
+
+        async def score(index: int) -> None:
+            value, error = await safe_score(
+                ctx.verifier, problem, responses[index], judge=judge, timeout=ctx.config.verifier_timeout
+            )
+            scores[index] = value
+            if error is not None:
+                work.verifier_errors += 1
+                logger.warning("problem %r attempt %d: %s", problem.problem_id, index, error)
+
+        async with anyio.create_task_group() as group:
+            for index in range(len(responses)):
+                group.start_soon(score, index)
+        work.rewards = [scores[index] for index in range(len(responses))]
+    if not graded or len(responses) == 1:
+        work.kept = bool(responses)
+    else:
+        mean = sum(work.rewards or []) / len(responses)
+        work.kept = 0.0 < mean < 1.0
+
+
+async def summaries(ctx: StepContext, work: GroupWork) -> None:
+    """Summarize each attempt of a kept group."""
+    if not work.kept:
+        return
+    responses = work.responses or []
+    graded = ctx.config.ground_truth and work.rewards is not None
+    grades: list[bool | None] = [reward >= 0.5 for reward in work.rewards or []] if graded else [None] * len(responses)
+    texts: dict[int, str] = {}
+
+    async def one(index: int) -> None:
+        texts[index] = await summarize(
+            ctx.caller,
+            ctx.reflect,
+            aliases=ctx.aliases,
+            problem=work.problem,
+            attempt=responses[index],
+            grade=grades[index],
+            show_answer=ctx.config.ground_truth,
+        )
+
+    async with anyio.create_task_group() as group:
+        for index in range(len(responses)):
+            group.start_soon(one, index)
+    work.summaries = [(texts[index], grades[index]) for index in range(len(responses))]
+
+
+async def advantage(ctx: StepContext, work: GroupWork) -> None:
+    """Ask the kept group for its proposals."""
+    if not work.kept:
+        return
+    work.proposals, work.rejected = await group_advantage(
+        ctx.caller,
+        ctx.reflect,
+        aliases=ctx.aliases,
+        problem=work.problem,
+        summaries=work.summaries,
+        show_answer=ctx.config.ground_truth,
+    )
+
+
+PHASES = (rollout, verify, summaries, advantage)
+
+
+async def _run_phase(
+    ctx: StepContext, work: GroupWork, phase: Callable[[StepContext, GroupWork], Awaitable[None]]
+) -> None:
+    try:
+        await phase(ctx, work)
+    except LearnerError as error:
+        work.error = f"{phase.__name__}: {error}"
+        logger.warning("problem %r failed in %s: %s", work.problem.problem_id, phase.__name__, error)
+
+
+async def _pipeline(ctx: StepContext, work: GroupWork) -> None:
+    for phase in PHASES:
+        await _run_phase(ctx, work, phase)
+        if work.error is not None:
+            break
+    ctx.on_group_done(work)
+
+
+async def run_groups(ctx: StepContext, problems: Sequence[Problem]) -> list[GroupWork]:
+    """Take every problem of the batch through the group phases, pipelined or stage by stage."""
+    works = [GroupWork(problem=problem) for problem in problems]
+    if ctx.config.schedule == "pipelined":
+        async with anyio.create_task_group() as group:
+            for work in works:
+                group.start_soon(_pipeline, ctx, work)
+        return works
+    for phase in PHASES:
+        async with anyio.create_task_group() as group:
+            for work in works:
+                if work.error is None:
+                    group.start_soon(_run_phase, ctx, work, phase)
+    for work in works:
+        ctx.on_group_done(work)
+    return works
+
+
+@dataclass(frozen=True, kw_only=True)
+class Consolidated:
+    """What consolidation and apply did with a batch's proposals."""
+
+    applied: list[AppliedRecord]
+    rejected: list[RejectedRecord]
+    pending: list[Proposal]
+    error: str | None
+    version: int | None
+
+
+async def consolidate_and_apply(ctx: StepContext, proposals: Sequence[Proposal], *, run_id: str) -> Consolidated:
+    """One consolidation for the batch, then one library change. On failure the proposals stay pending."""
+    if not proposals:
+        return Consolidated(applied=[], rejected=[], pending=[], error=None, version=None)
+    aliases = AliasMap.of(await ctx.library.entries())
+    try:
+        operations, rejected = await consolidate(ctx.caller, ctx.reflect, aliases=aliases, proposals=proposals)
+    except LearnerError as error:
+        logger.warning(
+            "consolidation of step %d failed; %d proposals stay pending: %s", ctx.step, len(proposals), error
+        )
+        return Consolidated(applied=[], rejected=[], pending=list(proposals), error=str(error), version=None)
+    if not operations:
+        return Consolidated(applied=[], rejected=rejected, pending=[], error=None, version=None)
+    groups = list(dict.fromkeys(proposal.problem_id for proposal in proposals))
+    result = await ctx.library.apply(
+        operations,
+        provenance=Provenance(kind="learned", run_id=run_id, step=ctx.step, groups=groups),
+        reason=f"learning run {run_id} step {ctx.step}",
+    )
+    rejected += [
+        RejectedRecord(operation=item.operation, kind="library_rejected", reason=item.reason, stage="apply")
+        for item in result.rejected
+    ]
+    applied = [
+        AppliedRecord(operation=item.operation, experience_ids=list(item.experience_ids)) for item in result.applied
+    ]
+    return Consolidated(applied=applied, rejected=rejected, pending=[], error=None, version=result.version)
+
+
+def rejection_counts(rejected: Sequence[RejectedRecord]) -> dict[str, int]:
+    """Rejections per kind."""
+    return dict(Counter(item.kind for item in rejected))
