@@ -1,0 +1,38 @@
+"""The store seen through the learner's :class:`~learner.library.Library` protocol, for one namespace."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from learner.library import ApplyResult, LibraryEntry, Provenance
+from learner.operations import Operation
+
+if TYPE_CHECKING:
+    from server.store import ExperienceStore
+
+
+class StoreLibrary:
+    """One namespace of an :class:`~server.store.ExperienceStore` as a learner library.
+
+    Lookups made for the learner do not count as retrievals: the usage counters measure what clients use.
+    """
+
+    def __init__(self, store: ExperienceStore, namespace: str) -> None:
+        self._store = store
+        self.namespace = namespace
+
+    async def entries(self) -> Sequence[LibraryEntry]:
+        """All active experiences, oldest first."""
+        return [
+            LibraryEntry(experience_id=e.experience_id, text=e.text) for e in await self._store.active(self.namespace)
+        ]
+
+    async def relevant(self, task: str, k: int) -> Sequence[LibraryEntry]:
+        """The ``k`` active experiences most relevant to ``task``."""
+        found = await self._store.relevant(self.namespace, task, k=k)
+        return [LibraryEntry(experience_id=item.experience_id, text=item.text) for item in found]
+
+    async def apply(self, operations: Sequence[Operation], *, provenance: Provenance, reason: str) -> ApplyResult:
+        """Apply operations as one ``learn`` change and return the new version."""
+        return await self._store.apply(self.namespace, operations, provenance=provenance, reason=reason)
