@@ -56,6 +56,12 @@ class OpenAIBackend:
         """Close the HTTP client."""
         await self._client.close()
 
+    async def __aenter__(self) -> OpenAIBackend:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
     def _arguments(self, request: ChatRequest) -> dict[str, Any]:
         arguments: dict[str, Any] = {
             "model": self.model,

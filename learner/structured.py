@@ -20,22 +20,30 @@ _ERROR_CHARS = 1500
 
 
 def parse_reply(text: str, output: type[T]) -> T:
-    """Validate ``text`` as ``output``: the whole text, else the first JSON object inside it (fences, prose)."""
+    """Validate ``text`` as ``output``: the whole text, else the first JSON object inside it that validates.
+
+    Models wrap JSON in fences or prose; every candidate still goes through pydantic validation.
+    """
     try:
         return output.model_validate_json(text.strip())
-    except ValidationError as first_error:
+    except ValidationError as whole_error:
+        error = whole_error
+        candidate_error: ValidationError | None = None
         decoder = json.JSONDecoder()
         start = text.find("{")
         while start != -1:
             try:
-                value, _ = decoder.raw_decode(text, start)
+                value, end = decoder.raw_decode(text, start)
             except json.JSONDecodeError:
                 start = text.find("{", start + 1)
                 continue
             if isinstance(value, dict):
-                return output.model_validate(value)
-            start = text.find("{", start + 1)
-        raise first_error from None
+                try:
+                    return output.model_validate(value)
+                except ValidationError as invalid:
+                    candidate_error = candidate_error or invalid
+            start = text.find("{", end)
+        raise (candidate_error or error) from None
 
 
 def _instruction(output: type[BaseModel], mode: StructuredMode) -> str:

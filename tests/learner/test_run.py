@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 import anyio
 import pytest
@@ -26,7 +26,7 @@ from tests.learner.scripted import LESSON, addition_problems, library_text, poli
 
 pytestmark = pytest.mark.anyio
 
-ReplyFn = Callable[[ChatRequest, int], str]
+ReplyFn = Callable[[ChatRequest, int], str | Awaitable[str]]
 
 
 async def learn(
@@ -100,9 +100,7 @@ async def test_only_mixed_groups_are_reflected_on_with_ground_truth() -> None:
 
 async def test_without_ground_truth_every_group_is_reflected_on_with_grades_hidden() -> None:
     problems = [Problem(problem_id=p.problem_id, question=p.question) for p in addition_problems(6)]
-    report, _, _, reflect = await learn(
-        small(epochs=1, ground_truth=False), problems=problems, verifier="exact"
-    )
+    report, _, _, reflect = await learn(small(epochs=1, ground_truth=False), problems=problems, verifier="exact")
 
     assert report.steps[0].groups_kept == 6
     assert report.steps[0].mean_reward is None
@@ -201,7 +199,7 @@ async def test_prompts_show_aliases_and_proposals_map_back_to_stable_ids() -> No
     )
 
     assert report.steps[0].applied[0].experience_ids == [stable]
-    assert dict((e.experience_id, e.text) for e in await library.entries())[stable] == LESSON
+    assert {e.experience_id: e.text for e in await library.entries()}[stable] == LESSON
 
 
 async def test_an_over_long_experience_is_sent_back_once_then_rejected_with_a_reason() -> None:
@@ -254,7 +252,9 @@ async def test_a_failed_consolidation_leaves_its_proposals_pending_for_the_next_
             return "not json at all"
         return reply({"reasoning": "", "operations": [{"op": "add", "text": LESSON}]})
 
-    report, library, _, _ = await learn(small(epochs=1, batch_size=8), reflect_fn=reflector(consolidation=consolidation))
+    report, library, _, _ = await learn(
+        small(epochs=1, batch_size=8), reflect_fn=reflector(consolidation=consolidation)
+    )
 
     first, second = report.steps
     assert first.consolidation_error is not None and "invalid" in first.consolidation_error

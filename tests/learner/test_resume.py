@@ -1,0 +1,165 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import anyio
+import pytest
+
+from learner import (
+    Backends,
+    Checkpoint,
+    ConfigError,
+    DirectoryCheckpoint,
+    FunctionBackend,
+    InMemoryLibrary,
+    MemoryCheckpoint,
+    RunConfig,
+    RunReport,
+    make_verifier,
+    run_learning,
+)
+from learner.backend import ChatRequest
+from tests.learner.scripted import addition_problems, policy, reflector
+
+pytestmark = pytest.mark.anyio
+
+CONFIG = RunConfig(run_id="resume", epochs=2, batch_size=8, seed=3, concurrency=4)
+
+
+class Crash(Exception):
+    """Stands for the process dying."""
+
+
+def crashing(stage: str, after: int, inner: FunctionBackend) -> FunctionBackend:
+    seen = 0
+
+    async def answer(request: ChatRequest, choice: int) -> str:
+        nonlocal seen
+        if request.stage == stage and choice == 0:
+            seen += 1
+            if seen > after:
+                raise Crash
+        text = inner.function(request, choice)
+        assert isinstance(text, str)
+        return text
+
+    return FunctionBackend(answer)
+
+
+async def run(
+    library: InMemoryLibrary, checkpoint: Checkpoint | None, policy_backend: FunctionBackend, reflect: FunctionBackend
+) -> RunReport:
+    with anyio.fail_after(30):
+        return await run_learning(
+            CONFIG,
+            backends=Backends(policy=policy_backend, reflect=reflect),
+            library=library,
+            problems=addition_problems(16),
+            verifier=make_verifier("exact"),
+            checkpoint=checkpoint,
+        )
+
+
+@pytest.mark.parametrize(
+    ("stage", "after"),
+    [("rollout", 11), ("summary", 40), ("consolidation", 0), ("advantage", 0)],
+    ids=["mid-rollouts", "mid-summaries", "at-consolidation", "first-advantage"],
+)
+async def test_a_run_resumed_after_a_crash_ends_with_the_same_library_as_an_uninterrupted_run(
+    stage: str, after: int, tmp_path: Path
+) -> None:
+    straight_library = InMemoryLibrary()
+    straight = await run(straight_library, None, FunctionBackend(policy), FunctionBackend(reflector()))
+
+    library = InMemoryLibrary()
+    checkpoint = DirectoryCheckpoint(tmp_path / "run")
+    policy_crash = crashing(stage, after, FunctionBackend(policy)) if stage == "rollout" else FunctionBackend(policy)
+    reflect_crash = crashing(stage, after, FunctionBackend(reflector())) if stage != "rollout" else None
+    crashed = False
+    try:
+        await run(library, checkpoint, policy_crash, reflect_crash or FunctionBackend(reflector()))
+    except* Crash:
+        crashed = True
+    assert crashed
+    saved = await checkpoint.load()
+    assert saved is not None
+
+    resumed_policy = FunctionBackend(policy)
+    resumed = await run(library, checkpoint, resumed_policy, FunctionBackend(reflector()))
+
+    assert await library.entries() == await straight_library.entries()
+    assert [step.mean_reward for step in resumed.steps] == [step.mean_reward for step in straight.steps]
+    assert [len(step.applied) for step in resumed.steps] == [len(step.applied) for step in straight.steps]
+    assert resumed.stop_reason == "finished"
+    interrupted = resumed.steps[saved.next_step]
+    assert interrupted.reused_rollouts == len(saved.rollouts)
+    assert len(resumed_policy.calls) == 8 * (4 - saved.next_step) - len(saved.rollouts)
+
+
+async def test_rollouts_finished_before_a_crash_are_not_requested_again() -> None:
+    library = InMemoryLibrary()
+    checkpoint = MemoryCheckpoint()
+    try:
+        await run(library, checkpoint, crashing("rollout", 5, FunctionBackend(policy)), FunctionBackend(reflector()))
+    except* Crash:
+        pass
+    assert checkpoint.state is not None
+    finished = dict(checkpoint.state.rollouts)
+    assert checkpoint.state.next_step == 0 and len(finished) == 5
+    assert checkpoint.state.step_tokens["rollout"].requests == 5
+
+    resumed_policy = FunctionBackend(policy)
+    report = await run(library, checkpoint, resumed_policy, FunctionBackend(reflector()))
+
+    asked = {call.messages[-1].content for call in resumed_policy.calls[:3]}
+    first_step = set(report.steps[0].problem_ids)
+    questions = {p.problem_id: p.question for p in addition_problems(16)}
+    assert not asked & {questions[key] for key in finished}
+    assert report.steps[0].reused_rollouts == 5
+    assert sum(call.stage == "rollout" for call in resumed_policy.calls) == 32 - 5
+    assert set(finished) <= first_step
+    assert report.steps[0].tokens["rollout"].requests == 8
+
+
+async def test_resuming_a_finished_run_makes_no_calls_and_returns_its_report() -> None:
+    library = InMemoryLibrary()
+    checkpoint = MemoryCheckpoint()
+    first = await run(library, checkpoint, FunctionBackend(policy), FunctionBackend(reflector()))
+    again_policy = FunctionBackend(policy)
+    again = await run(library, checkpoint, again_policy, FunctionBackend(reflector()))
+
+    assert again_policy.calls == []
+    assert again.steps == first.steps
+    assert again.stop_reason == "finished"
+
+
+async def test_a_checkpoint_of_a_run_with_other_settings_is_refused() -> None:
+    checkpoint = MemoryCheckpoint()
+    await run(InMemoryLibrary(), checkpoint, FunctionBackend(policy), FunctionBackend(reflector()))
+    with pytest.raises(ConfigError, match="other settings"):
+        await run_learning(
+            CONFIG.model_copy(update={"group_size": 3}),
+            backends=Backends(policy=FunctionBackend(policy)),
+            library=InMemoryLibrary(),
+            problems=addition_problems(16),
+            verifier=make_verifier("exact"),
+            checkpoint=checkpoint,
+        )
+
+
+async def test_a_budget_stop_can_be_resumed_with_a_larger_budget() -> None:
+    library = InMemoryLibrary()
+    checkpoint = MemoryCheckpoint()
+    with anyio.fail_after(30):
+        stopped = await run_learning(
+            CONFIG.model_copy(update={"budget_tokens": 1}),
+            backends=Backends(policy=FunctionBackend(policy), reflect=FunctionBackend(reflector())),
+            library=library,
+            problems=addition_problems(16),
+            verifier=make_verifier("exact"),
+            checkpoint=checkpoint,
+        )
+    assert stopped.stop_reason == "budget" and len(stopped.steps) == 1
+    resumed = await run(library, checkpoint, FunctionBackend(policy), FunctionBackend(reflector()))
+    assert resumed.stop_reason == "finished" and len(resumed.steps) == 4
+    assert resumed.steps[0] == stopped.steps[0]
