@@ -86,7 +86,10 @@ def plan_operations(
             return problem
         clean = normalize_experience_text(text)
         near = nearest.get(clean)
-        if near is not None and near[1] > threshold and near[0] not in replacing and _is_active(current, near[0]):
+        # ``nearest`` came from the active collection: it is still active unless this batch changed it.
+        near_state = current.get(near[0]) if near is not None else None
+        still_active = near_state is None or near_state.status == "active"
+        if near is not None and near[1] > threshold and near[0] not in replacing and still_active:
             return f"near-duplicate of active experience {near[0]!r} (similarity {near[1]:.3f}); modify that one"
         for other_id, other_text in added:
             if other_id in replacing or not _is_active(current, other_id):
