@@ -9,8 +9,7 @@ one retrieval queries), ``…-retired`` (retired ones, vectors kept so reactivat
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -125,6 +124,14 @@ class NamespaceView:
                         found[record.experience_id] = record
         return found
 
+    def has_applied(self, change: Change) -> bool:
+        """Whether every experience ``change`` edits is stored at its version or later."""
+        records = self.fetch([edit.experience_id for edit in change.edits])
+        return all(
+            edit.experience_id in records and records[edit.experience_id].version >= change.version
+            for edit in change.edits
+        )
+
     def all(self, status: str, *, min_created_version: int = 0) -> list[Record]:
         """Every record with that status ('active', 'retired' or 'all'), in creation order."""
         collections = {"active": [self.active], "retired": [self.retired], "all": [self.active, self.retired]}
@@ -167,15 +174,24 @@ class NamespaceView:
         change: Change,
         vectors: dict[str, list[float]],
         new: dict[str, NewExperience] | None = None,
-    ) -> None:
+    ) -> set[str]:
         """Make the collections reflect ``change``. Idempotent: records already at its version are skipped.
 
-        ``vectors`` maps text to vector and must cover every edit whose text differs from the stored one.
-        Each record is written to its target collection before it is removed from the other, so a crash in
-        between leaves a duplicate (resolved by version) rather than a loss.
+        ``vectors`` maps text to vector. When it misses a text that no stored record has a vector for, nothing
+        is written and those texts are returned: embed them and call again. Each record is written to its
+        target collection before it is removed from the other, so a crash in between leaves a duplicate
+        (resolved by version) rather than a loss.
         """
         new = new or {}
         records = self.fetch([edit.experience_id for edit in change.edits], with_embeddings=True)
+        missing = {
+            edit.after.text
+            for edit in change.edits
+            if edit.after.text not in vectors
+            and (edit.experience_id not in records or records[edit.experience_id].text != edit.after.text)
+        }
+        if missing:
+            return missing
         upserts: dict[str, list[Record]] = {"active": [], "retired": []}
         removals: dict[str, list[str]] = {"active": [], "retired": []}
         for seq, edit in enumerate(change.edits):
@@ -204,7 +220,8 @@ class NamespaceView:
             upserts[target].append(
                 Record(experience_id=edit.experience_id, text=edit.after.text, metadata=metadata, embedding=embedding)
             )
-            removals[other].append(edit.experience_id)
+            if record is not None:
+                removals[other].append(edit.experience_id)
         for status, collection in (("active", self.active), ("retired", self.retired)):
             batch = upserts[status]
             for start in range(0, len(batch), _CHUNK):
@@ -219,6 +236,7 @@ class NamespaceView:
             ids = removals[status]
             for start in range(0, len(ids), _CHUNK):
                 collection.delete(ids=ids[start : start + _CHUNK])
+        return set()
 
     def bump(self, increments: dict[str, dict[str, int]]) -> None:
         """Add to usage counters: ``{experience_id: {"helpful": 1}}``; unknown ids are ignored."""
@@ -234,16 +252,3 @@ class NamespaceView:
                     for r in mine
                 ],
             )
-
-
-def source_json(source: Provenance) -> str:
-    """Provenance as stored in record metadata."""
-    return json.dumps(source.model_dump(mode="json"))
-
-
-def texts_needing_vectors(change: Change, records: dict[str, Record]) -> Iterable[str]:
-    """Texts of ``change`` that no stored record already has a vector for."""
-    for edit in change.edits:
-        record = records.get(edit.experience_id)
-        if record is None or record.text != edit.after.text:
-            yield edit.after.text

@@ -129,6 +129,7 @@ class ExperienceStore:
         self._write_lock = WriteLock(settings.data_dir / "write.lock")
         self._spaces: dict[str, _Space] = {}
         self._registry: Any = None
+        self._registered: set[str] = set()
 
     @classmethod
     async def open(cls, settings: Settings, embedder: Embedder) -> ExperienceStore:
@@ -242,17 +243,9 @@ class ExperienceStore:
     async def _space(self, namespace: str, *, create: bool = False) -> _Space | None:
         return await self._run(self._space_sync, namespace, create)
 
-    def _applied(self, namespace: str) -> int:
-        got = self._registry.get(ids=[namespace], include=["metadatas"])
-        metadatas = got["metadatas"] or []
-        return int(metadatas[0]["applied"]) if metadatas else 0
-
-    def _mark_applied(self, namespace: str, version: int) -> None:
+    def _register(self, namespace: str) -> None:
         self._registry.upsert(
-            ids=[namespace],
-            embeddings=[[0.0]],
-            documents=[namespace],
-            metadatas=[{"namespace": namespace, "applied": version}],
+            ids=[namespace], embeddings=[[0.0]], documents=[namespace], metadatas=[{"namespace": namespace}]
         )
 
     async def _embed(self, texts: Sequence[str]) -> dict[str, list[float]]:
@@ -267,22 +260,23 @@ class ExperienceStore:
     async def _apply_change(
         self, space: _Space, change: Change, vectors: dict[str, list[float]], new: dict[str, NewExperience]
     ) -> None:
-        records = await self._run(space.view.fetch, [edit.experience_id for edit in change.edits])
-        missing = [
-            edit.after.text
-            for edit in change.edits
-            if edit.after.text not in vectors
-            and (edit.experience_id not in records or records[edit.experience_id].text != edit.after.text)
-        ]
-        vectors = {**vectors, **await self._embed(missing)}
-        await self._run(space.view.write, change, vectors, new)
-        await self._run(self._mark_applied, space.namespace, change.version)
+        missing = await self._run(space.view.write, change, vectors, new)
+        if missing:
+            vectors = {**vectors, **await self._embed(sorted(missing))}
+            missing = await self._run(space.view.write, change, vectors, new)
+            assert not missing
 
     async def _catch_up(self, space: _Space) -> int:
+        """Apply logged changes the collections miss (left by a writer that died); return the head version."""
         head = await self._run(space.log.head)
-        applied = await self._run(self._applied, space.namespace)
-        if applied < head:
-            for change in await self._run(space.log.read, applied + 1, head):
+        first = head + 1
+        while first > 1:
+            [change] = await self._run(space.log.read, first - 1, first - 1)
+            if await self._run(space.view.has_applied, change):
+                break
+            first -= 1
+        if first <= head:
+            for change in await self._run(space.log.read, first, head):
                 await self._apply_change(space, change, {}, {})
         return head
 
@@ -310,6 +304,9 @@ class ExperienceStore:
                     break
                 # Another host sharing this Chroma server took the version: catch up and plan again.
                 head = await self._catch_up(space)
+            if namespace not in self._registered:
+                await self._run(self._register, namespace)
+                self._registered.add(namespace)
             await self._apply_change(space, change, plan.vectors, plan.new)
             return change, change.version
 
@@ -553,12 +550,12 @@ class ExperienceStore:
         """Make the active library exactly what it was at ``version``, as a new change that keeps every id."""
         namespace = self._namespace(namespace)
         why = self._note(reason, "reason", required=True) or ""
-        await self._checked_version(namespace, version)
-        head_seen: list[int] = []
+        _, head = await self._checked_version(namespace, version)
+        if version == head:
+            raise Conflict(f"namespace {namespace!r} is already at version {version}: nothing to roll back")
 
         async def planner(space: _Space) -> _Plan | None:
             head = await self._run(space.log.head)
-            head_seen[:] = [head]
             if version == head:
                 raise Conflict(f"namespace {namespace!r} is already at version {version}: nothing to roll back")
             changes = await self._run(space.log.read, 1, head)
