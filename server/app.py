@@ -6,6 +6,8 @@ from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 
 from mcp.server import MCPServer
+from mcp.server.auth.provider import TokenVerifier
+from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver.exceptions import ToolError
 
 from server.embedder import Embedder
@@ -39,8 +41,16 @@ def tool_errors() -> Iterator[None]:
         raise ToolError(str(error)) from error
 
 
-def create_server(settings: Settings, *, embedder: Embedder | None = None) -> MCPServer[AppState]:
-    """Build the Debrief MCP server. The store opens when the server starts and closes when it stops."""
+def create_server(
+    settings: Settings,
+    *,
+    embedder: Embedder | None = None,
+    http_auth: tuple[TokenVerifier, AuthSettings] | None = None,
+) -> MCPServer[AppState]:
+    """Build the Debrief MCP server. The store opens when the server starts and closes when it stops.
+
+    ``http_auth`` (see :func:`server.auth.http_auth`) makes the HTTP transport require bearer tokens.
+    """
     from server.library_tools import register_library_tools  # noqa: PLC0415 - keeps the import graph one-way
 
     @asynccontextmanager
@@ -63,6 +73,8 @@ def create_server(settings: Settings, *, embedder: Embedder | None = None) -> MC
         instructions=INSTRUCTIONS,
         version=_version(),
         lifespan=lifespan,
+        token_verifier=http_auth[0] if http_auth is not None else None,
+        auth=http_auth[1] if http_auth is not None else None,
     )
     register_library_tools(server, settings)
     return server

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import json
 import logging
 import sys
@@ -29,31 +28,17 @@ def _settings(args: argparse.Namespace) -> Settings:
     return Settings(**overrides)
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def _serve(args: argparse.Namespace) -> int:
     from server.app import create_server  # noqa: PLC0415 - heavy imports only for the command that needs them
+    from server.auth import check_bind_allowed, http_auth  # noqa: PLC0415
 
     settings = _settings(args)
-    server = create_server(settings)
     if args.http:
-        if not _is_loopback(args.host):
-            print(
-                f"debrief: refusing to serve on {args.host!r} without authentication; serve on 127.0.0.1, "
-                "or put it behind a proxy that authenticates",
-                file=sys.stderr,
-            )
-            return 2
+        check_bind_allowed(args.host, settings)
+        server = create_server(settings, http_auth=http_auth(settings, args.host, args.port))
         server.run(transport="streamable-http", host=args.host, port=args.port, streamable_http_path="/mcp")
     else:
-        server.run()
+        create_server(settings).run()
     return 0
 
 
@@ -154,6 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
     from server.demo_session import register as register_demo  # noqa: PLC0415
 
     register_demo(commands, common)
+    from server.client_config import register as register_config  # noqa: PLC0415
+
+    register_config(commands, common)
     return parser
 
 

@@ -31,8 +31,9 @@ async def client(request: pytest.FixtureRequest, tmp_path: Path, test_embedder: 
 async def call(client: Client, tool: str, **arguments: Any) -> dict[str, Any]:
     result = await client.call_tool(tool, arguments)
     assert not result.is_error, error_text(result)
-    assert result.structured_content is not None
-    return result.structured_content
+    content: dict[str, Any] | None = result.structured_content
+    assert content is not None
+    return content
 
 
 async def call_error(client: Client, tool: str, **arguments: Any) -> str:
@@ -124,6 +125,7 @@ async def test_update_keeps_the_id_and_records_before_and_after(client: Client) 
 
 
 async def test_updating_an_unknown_experience_says_it_does_not_exist(client: Client) -> None:
+    await call(client, "add_experience", text=LESSON, namespace="math")
     message = await call_error(client, "update_experience", experience_id="math:000000000000", text=OTHER)
     assert "math:000000000000" in message
 
@@ -142,8 +144,13 @@ async def test_a_retired_experience_is_no_longer_retrieved_but_is_kept(client: C
 
 async def test_listing_pages_through_every_experience_once(client: Client) -> None:
     texts = [
-        f"When step {index} of a recipe {word} fails, retry it once before changing plans."
-        for index, word in enumerate(["baking", "frying", "boiling", "grilling", "steaming", "roasting", "poaching"])
+        "When bread dough stays dense, let it rise longer in a warm place.",
+        "Before frying fish, pat it dry so the oil does not spit.",
+        "When boiling pasta, salt the water generously once it boils.",
+        "Grilled vegetables char better after a light coat of oil.",
+        "Steam delicate greens briefly so they keep their colour.",
+        "Rest roasted meat under foil before carving it.",
+        "Poach eggs in barely simmering water with a splash of vinegar.",
     ]
     for text in texts:
         await call(client, "add_experience", text=text, namespace="cooking")
