@@ -81,6 +81,16 @@ def heartbeat(port: int, timeout: float = 1.0) -> bool:
         return False
 
 
+def _wait_heartbeat(port: int, pid: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while True:
+        if heartbeat(port, timeout=min(2.0, timeout)):
+            return True
+        if time.monotonic() >= deadline or not _alive(pid):
+            return False
+        time.sleep(0.1)
+
+
 def _alive(pid: int) -> bool:
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
@@ -127,7 +137,7 @@ def _launch(chroma: str, path: Path, port: int, log: Path) -> int:
     command = ["/bin/sh", "-c", script, "sh", chroma, "run", "--host", "127.0.0.1", "--port", str(port)]
     started = subprocess.run(
         [*command, "--path", str(path)],
-        env={**os.environ, "LOG": str(log), "ANONYMIZED_TELEMETRY": "False"},
+        env={"RUST_LOG": "warn", **os.environ, "LOG": str(log), "ANONYMIZED_TELEMETRY": "False"},
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
@@ -145,11 +155,8 @@ def _start(data_dir: Path, timeout: float) -> tuple[int, int]:
     for _attempt in range(3):
         port = _free_port()
         pid = _launch(chroma, path, port, log)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and _alive(pid):
-            if heartbeat(port, timeout=0.5):
-                return pid, port
-            time.sleep(0.1)
+        if _wait_heartbeat(port, pid, timeout):
+            return pid, port
         if _alive(pid):
             _stop(pid)
             break
@@ -194,9 +201,17 @@ class ChromaHost:
                 pid, port = int(info["pid"]), int(info["port"])
             except (OSError, ValueError, KeyError, TypeError):
                 pid, port = 0, 0
-            if not (port and heartbeat(port)):
-                if pid and _alive(pid) and _is_our_server(pid, data_dir / "chroma"):
-                    _stop(pid)  # a server of ours that stopped answering
+            ours = bool(pid) and _alive(pid) and _is_our_server(pid, data_dir / "chroma")
+            # A busy server can be slow to answer: give a live one time before calling it hung.
+            if not (port and _wait_heartbeat(port, pid, start_timeout if ours else 1.0)):
+                if ours:
+                    if not users.acquire(exclusive=True, blocking=False):
+                        raise StoreUnavailable(
+                            f"the shared Chroma server of {str(data_dir)!r} (pid {pid}, port {port}) does not "
+                            f"answer and other Debrief processes use it: see {str(data_dir / HOST_LOG)!r}"
+                        )
+                    _stop(pid)
+                    users.acquire(exclusive=False, blocking=True)
                 pid, port = _start(data_dir, start_timeout)
                 scratch = info_path.with_suffix(".tmp")
                 scratch.write_text(json.dumps({"pid": pid, "port": port}))

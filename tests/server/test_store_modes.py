@@ -53,7 +53,7 @@ async def test_shared_mode_processes_attach_to_one_host_and_the_last_one_out_sto
 
     assert not alive(info["pid"])
     assert not (settings.data_dir / HOST_FILE).exists()
-    assert "chroma" in (settings.data_dir / "chroma-host.log").read_text().lower()
+    assert (settings.data_dir / "chroma-host.log").exists()
 
 
 @pytest.mark.chroma_server
