@@ -17,26 +17,21 @@ import builtins
 import functools
 import math
 import secrets
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal
 
-import anyio.to_thread
-import httpx
 from pydantic import BaseModel, Field
 
 from learner.library import ApplyResult, Provenance
 from learner.operations import Operation
 from learner.words import experience_text_problem, normalize_experience_text
-from server.chroma_client import ChromaConnection, connect
-from server.errors import Conflict, InvalidInput, NotFound, StoreUnavailable
-from server.history import ChangeLog, active_texts, replay
-from server.library_view import REGISTRY, NamespaceView, NewExperience, Record, collection_name
-from server.locks import WriteLock
+from server.chroma_client import connect
+from server.errors import Conflict, InvalidInput
+from server.history import active_texts, replay
+from server.library_view import REGISTRY, NewExperience, Record
 from server.models import (
     Change,
-    ChangeKind,
     Counters,
     Edit,
     Experience,
@@ -45,16 +40,15 @@ from server.models import (
     LibraryExport,
     NamespaceInfo,
     ScoredExperience,
-    check_namespace,
 )
-from server.planning import id_namespace, plan_import, plan_operations, plan_rollback
+from server.planning import plan_import, plan_operations, plan_rollback
 from server.settings import Settings
+from server.store_core import Plan, Space, StoreCore
 
 if TYPE_CHECKING:
     from learner.library import Library
     from server.embedder import Embedder
 
-T = TypeVar("T")
 USAGE_WEIGHT = 0.1
 """How far usage can move a retrieval score (see the module docstring)."""
 
@@ -93,43 +87,8 @@ def flagged(counters: Counters) -> bool:
     return counters.harmful > counters.helpful and counters.harmful >= 2
 
 
-def _short(text: str, limit: int = 80) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-@dataclass(kw_only=True)
-class _Plan:
-    kind: ChangeKind
-    reason: str
-    source: Provenance
-    edits: list[Edit]
-    vectors: dict[str, list[float]] = field(default_factory=dict)
-    new: dict[str, NewExperience] = field(default_factory=dict)
-
-
-@dataclass
-class _Space:
-    namespace: str
-    view: NamespaceView
-    log: ChangeLog
-
-
-Planner = Callable[[_Space], Awaitable[_Plan | None]]
-
-
-class ExperienceStore:
+class ExperienceStore(StoreCore):
     """Versioned experience libraries, one per namespace, in Chroma. Every public method is async."""
-
-    def __init__(self, *, settings: Settings, embedder: Embedder, connection: ChromaConnection) -> None:
-        self._settings = settings
-        self._limits = settings.limits
-        self._embedder = embedder
-        self._connection = connection
-        self._client: Any = connection.client
-        self._write_lock = WriteLock(settings.data_dir / "write.lock")
-        self._spaces: dict[str, _Space] = {}
-        self._registry: Any = None
-        self._registered: set[str] = set()
 
     @classmethod
     async def open(cls, settings: Settings, embedder: Embedder) -> ExperienceStore:
@@ -148,175 +107,6 @@ class ExperienceStore:
         self._spaces.clear()
         await self._connection.aclose()
 
-    # ---- validation -------------------------------------------------------------------------------
-
-    def _namespace(self, namespace: str) -> str:
-        try:
-            return check_namespace(namespace)
-        except ValueError as error:
-            raise InvalidInput(str(error)) from None
-
-    def _text(self, text: str) -> str:
-        problem = experience_text_problem(text)
-        if problem is not None:
-            raise InvalidInput(f"experience text {_short(text)!r} is not accepted: {problem}")
-        clean = normalize_experience_text(text)
-        size = len(clean.encode())
-        if size > self._limits.experience_bytes:
-            raise InvalidInput(
-                f"experience text {_short(clean)!r} is {size} bytes; the limit is {self._limits.experience_bytes}: "
-                "shorten it"
-            )
-        return clean
-
-    def _note(self, note: str | None, what: str, *, required: bool = False) -> str | None:
-        if note is None or not note.strip():
-            if required:
-                raise InvalidInput(f"{what} must not be empty: say why, in a sentence")
-            return None
-        size = len(note.encode())
-        if size > self._limits.note_bytes:
-            raise InvalidInput(f"{what} {_short(note)!r} is {size} bytes; the limit is {self._limits.note_bytes}")
-        return note.strip()
-
-    def _experience_namespace(self, experience_id: str) -> str:
-        namespace = id_namespace(experience_id)
-        if namespace is None:
-            raise InvalidInput(
-                f"experience id {experience_id!r} is not valid: ids look like 'namespace:0123456789ab' "
-                "(as returned by add, list or retrieve)"
-            )
-        return namespace
-
-    def _page_limit(self, limit: int, what: str = "limit") -> int:
-        if not 1 <= limit <= self._limits.page_size:
-            raise InvalidInput(f"{what} {limit!r} is out of range: use 1 to {self._limits.page_size}")
-        return limit
-
-    # ---- chroma access (all synchronous Chroma calls go through _run) ------------------------------
-
-    async def _run(self, function: Callable[..., T], *args: Any) -> T:
-        try:
-            return await anyio.to_thread.run_sync(functools.partial(function, *args))
-        except httpx.TransportError as error:
-            raise StoreUnavailable(
-                f"the Chroma server at {self._connection.where} did not answer ({error!r}); check that it runs"
-            ) from error
-
-    def _collection(self, name: str, metadata: dict[str, Any], create: bool) -> Any:
-        import chromadb.errors
-
-        try:
-            collection = self._client.get_collection(name, embedding_function=None)
-        except chromadb.errors.NotFoundError:
-            if not create:
-                return None
-            full = {**metadata, "embedder": self._embedder.name, "dimension": self._embedder.dimension}
-            try:
-                return self._client.create_collection(name, metadata=full, embedding_function=None)
-            except chromadb.errors.ChromaError:  # created meanwhile by another process
-                collection = self._client.get_collection(name, embedding_function=None)
-        stored = collection.metadata or {}
-        if (stored.get("embedder"), stored.get("dimension")) != (self._embedder.name, self._embedder.dimension):
-            raise StoreUnavailable(
-                f"the store at {self._connection.where} was built with embedder {stored.get('embedder')!r} "
-                f"(dimension {stored.get('dimension')!r}), not {self._embedder.name!r} "
-                f"(dimension {self._embedder.dimension}): configure that embedder, or use another data dir"
-            )
-        return collection
-
-    def _space_sync(self, namespace: str, create: bool) -> _Space | None:
-        cached = self._spaces.get(namespace)
-        if cached is not None:
-            return cached
-        log = self._collection(collection_name(namespace, "log"), {"hnsw:space": "l2"}, create)
-        if log is None:
-            return None
-        vectors = {"hnsw:space": "cosine"}
-        active = self._collection(collection_name(namespace, "active"), vectors, create)
-        retired = self._collection(collection_name(namespace, "retired"), vectors, create)
-        space = _Space(namespace, NamespaceView(active, retired), ChangeLog(log))
-        if active is not None and retired is not None:
-            self._spaces[namespace] = space
-        return space
-
-    async def _space(self, namespace: str, *, create: bool = False) -> _Space | None:
-        return await self._run(self._space_sync, namespace, create)
-
-    def _register(self, namespace: str) -> None:
-        self._registry.upsert(
-            ids=[namespace], embeddings=[[0.0]], documents=[namespace], metadatas=[{"namespace": namespace}]
-        )
-
-    async def _embed(self, texts: Sequence[str]) -> dict[str, list[float]]:
-        unique = list(dict.fromkeys(texts))
-        if not unique:
-            return {}
-        vectors = await self._embedder.embed(unique)
-        return {text: [float(x) for x in vector] for text, vector in zip(unique, vectors, strict=True)}
-
-    # ---- the write path ----------------------------------------------------------------------------
-
-    async def _apply_change(
-        self, space: _Space, change: Change, vectors: dict[str, list[float]], new: dict[str, NewExperience]
-    ) -> None:
-        missing = await self._run(space.view.write, change, vectors, new)
-        if missing:
-            vectors = {**vectors, **await self._embed(sorted(missing))}
-            missing = await self._run(space.view.write, change, vectors, new)
-            assert not missing
-
-    async def _catch_up(self, space: _Space) -> int:
-        """Apply logged changes the collections miss (left by a writer that died); return the head version."""
-        head = await self._run(space.log.head)
-        first = head + 1
-        while first > 1:
-            [change] = await self._run(space.log.read, first - 1, first - 1)
-            if await self._run(space.view.has_applied, change):
-                break
-            first -= 1
-        if first <= head:
-            for change in await self._run(space.log.read, first, head):
-                await self._apply_change(space, change, {}, {})
-        return head
-
-    async def _write(self, namespace: str, planner: Planner, *, create: bool = True) -> tuple[Change | None, int]:
-        """Plan and record one change under the write lock; ``(None, version)`` when there was nothing to do."""
-        async with self._write_lock.hold():
-            space = await self._space(namespace, create=create)
-            if space is None:
-                raise NotFound(f"namespace {namespace!r} has no experiences yet: add one first")
-            head = await self._catch_up(space)
-            while True:
-                plan = await planner(space)
-                if plan is None or not plan.edits:
-                    return None, head
-                change = Change(
-                    namespace=namespace,
-                    version=head + 1,
-                    kind=plan.kind,
-                    reason=plan.reason,
-                    source=plan.source,
-                    at=datetime.now(UTC),
-                    edits=plan.edits,
-                )
-                if await self._run(space.log.claim, change):
-                    break
-                # Another host sharing this Chroma server took the version: catch up and plan again.
-                head = await self._catch_up(space)
-            if namespace not in self._registered:
-                await self._run(self._register, namespace)
-                self._registered.add(namespace)
-            await self._apply_change(space, change, plan.vectors, plan.new)
-            return change, change.version
-
-    async def _record(self, space: _Space | None, experience_id: str) -> Record:
-        records = await self._run(space.view.fetch, [experience_id]) if space is not None else {}
-        record = records.get(experience_id)
-        if record is None:
-            raise NotFound(f"no experience {experience_id!r}: list the namespace to see the ids it has")
-        return record
-
     # ---- single-experience edits -------------------------------------------------------------------
 
     async def add(
@@ -330,13 +120,13 @@ class ExperienceStore:
         experience_id = f"{namespace}:{secrets.token_hex(6)}"
         duplicate: list[tuple[Record, float]] = []
 
-        async def planner(space: _Space) -> _Plan | None:
+        async def planner(space: Space) -> Plan | None:
             [near] = await self._run(space.view.nearest, [vectors[clean]], 1)
             if near and near[0][1] > self._settings.dedup_threshold:
                 duplicate[:] = near[:1]
                 return None
             edit = Edit(experience_id=experience_id, before=None, after=ExperienceState(text=clean, status="active"))
-            return _Plan(
+            return Plan(
                 kind="add", reason=reason, source=source or Provenance(kind="manual"), edits=[edit], vectors=vectors
             )
 
@@ -353,7 +143,7 @@ class ExperienceStore:
         reason = self._note(note, "note") or "updated"
         vectors = await self._embed([clean])
 
-        async def planner(space: _Space) -> _Plan | None:
+        async def planner(space: Space) -> Plan | None:
             record = await self._record(space, experience_id)
             if record.status != "active":
                 raise Conflict(f"experience {experience_id!r} is retired: add the text as a new experience instead")
@@ -361,7 +151,7 @@ class ExperienceStore:
                 return None
             before = ExperienceState(text=record.text, status="active")
             edit = Edit(experience_id=experience_id, before=before, after=ExperienceState(text=clean, status="active"))
-            return _Plan(kind="update", reason=reason, source=Provenance(kind="manual"), edits=[edit], vectors=vectors)
+            return Plan(kind="update", reason=reason, source=Provenance(kind="manual"), edits=[edit], vectors=vectors)
 
         _, version = await self._write(namespace, planner, create=False)
         return ChangeResult(experience=await self.get(experience_id), version=version)
@@ -371,14 +161,14 @@ class ExperienceStore:
         namespace = self._experience_namespace(experience_id)
         why = self._note(reason, "reason", required=True) or ""
 
-        async def planner(space: _Space) -> _Plan | None:
+        async def planner(space: Space) -> Plan | None:
             record = await self._record(space, experience_id)
             if record.status != "active":
                 raise Conflict(f"experience {experience_id!r} is already retired (since version {record.version})")
             before = ExperienceState(text=record.text, status="active")
             after = ExperienceState(text=record.text, status="retired")
             edit = Edit(experience_id=experience_id, before=before, after=after)
-            return _Plan(kind="retire", reason=why, source=Provenance(kind="manual"), edits=[edit])
+            return Plan(kind="retire", reason=why, source=Provenance(kind="manual"), edits=[edit])
 
         _, version = await self._write(namespace, planner, create=False)
         return ChangeResult(experience=await self.get(experience_id), version=version)
@@ -485,13 +275,6 @@ class ExperienceStore:
             infos.append(NamespaceInfo(namespace=name, version=version, active=active, retired=retired))
         return infos
 
-    async def _bump(self, namespace: str, increments: dict[str, dict[str, int]]) -> None:
-        space = await self._space(namespace)
-        if space is None:
-            return
-        async with self._write_lock.hold():
-            await self._run(space.view.bump, increments)
-
     async def record_usage(self, experience_ids: Sequence[str], *, helpful: bool) -> None:
         """Count an outcome for each experience: helpful or harmful. Unknown ids are ignored."""
         by_namespace: dict[str, dict[str, dict[str, int]]] = {}
@@ -515,18 +298,6 @@ class ExperienceStore:
         head = await self._run(space.log.head)
         last = min(head, since_version + limit)
         return await self._run(space.log.read, since_version + 1, last) if last > since_version else []
-
-    async def _states(self, space: _Space, version: int) -> dict[str, ExperienceState]:
-        return replay(await self._run(space.log.read, 1, version)) if version > 0 else {}
-
-    async def _checked_version(self, namespace: str, version: int) -> tuple[_Space | None, int]:
-        if version < 0:
-            raise InvalidInput(f"version {version!r} must be 0 (the empty library) or more")
-        space = await self._space(namespace)
-        head = await self._run(space.log.head) if space is not None else 0
-        if version > head:
-            raise NotFound(f"namespace {namespace!r} is at version {head}; there is no version {version}")
-        return space, head
 
     async def library_at(self, namespace: str, version: int) -> builtins.list[ExportedExperience]:
         """The active library as it was at ``version`` (oldest first), with today's counters and sources."""
@@ -554,7 +325,7 @@ class ExperienceStore:
         if version == head:
             raise Conflict(f"namespace {namespace!r} is already at version {version}: nothing to roll back")
 
-        async def planner(space: _Space) -> _Plan | None:
+        async def planner(space: Space) -> Plan | None:
             head = await self._run(space.log.head)
             if version == head:
                 raise Conflict(f"namespace {namespace!r} is already at version {version}: nothing to roll back")
@@ -565,7 +336,7 @@ class ExperienceStore:
                 raise Conflict(
                     f"the active library of {namespace!r} at version {head} already equals version {version}"
                 )
-            return _Plan(kind="rollback", reason=why, source=Provenance(kind="rollback"), edits=edits)
+            return Plan(kind="rollback", reason=why, source=Provenance(kind="rollback"), edits=edits)
 
         change, _ = await self._write(namespace, planner, create=False)
         assert change is not None
@@ -622,7 +393,7 @@ class ExperienceStore:
         vectors = await self._embed(texts)
         reason = f"{mode} import of {len(items)} active experiences from {data.namespace!r} version {data.version}"
 
-        async def planner(space: _Space) -> _Plan | None:
+        async def planner(space: Space) -> Plan | None:
             states = await self._current_states(space)
             nearest: dict[str, tuple[str, float]] = {}
             if mode == "merge":
@@ -637,22 +408,12 @@ class ExperienceStore:
                 new_id=lambda: f"{namespace}:{secrets.token_hex(6)}",
             )
             new = {c.experience_id: NewExperience(source=c.item.source, counters=c.item.counters) for c in created}
-            return _Plan(
+            return Plan(
                 kind="import", reason=reason, source=Provenance(kind="import"), edits=edits, vectors=vectors, new=new
             )
 
         change, _ = await self._write(namespace, planner)
         return change
-
-    async def _nearest(self, space: _Space, vectors: dict[str, builtins.list[float]]) -> dict[str, tuple[str, float]]:
-        """For each text, the most similar active experience and its similarity."""
-        texts = builtins.list(vectors)
-        rows = await self._run(space.view.nearest, [vectors[text] for text in texts], 1)
-        return {text: (row[0][0].experience_id, row[0][1]) for text, row in zip(texts, rows, strict=True) if row}
-
-    async def _current_states(self, space: _Space) -> dict[str, ExperienceState]:
-        records = await self._run(space.view.all, "all")
-        return {r.experience_id: ExperienceState(text=r.text, status=r.status) for r in records}
 
     async def apply(
         self, namespace: str, operations: Sequence[Operation], *, provenance: Provenance, reason: str
@@ -668,7 +429,7 @@ class ExperienceStore:
         vectors = await self._embed(texts)
         outcome: dict[str, Any] = {}
 
-        async def planner(space: _Space) -> _Plan | None:
+        async def planner(space: Space) -> Plan | None:
             named = {op.experience_id for op in operations if op.op in ("modify", "delete")}
             named |= {key for op in operations if op.op == "merge" for key in op.experience_ids}
             records = await self._run(space.view.fetch, sorted(named))
@@ -684,7 +445,7 @@ class ExperienceStore:
                 new_id=lambda: f"{namespace}:{secrets.token_hex(6)}",
             )
             outcome["plan"] = plan
-            return _Plan(kind="learn", reason=why, source=provenance, edits=plan.edits, vectors=vectors)
+            return Plan(kind="learn", reason=why, source=provenance, edits=plan.edits, vectors=vectors)
 
         _, version = await self._write(namespace, planner)
         plan = outcome["plan"]

@@ -36,3 +36,15 @@ class StoreLibrary:
     async def apply(self, operations: Sequence[Operation], *, provenance: Provenance, reason: str) -> ApplyResult:
         """Apply operations as one ``learn`` change and return the new version."""
         return await self._store.apply(self.namespace, operations, provenance=provenance, reason=reason)
+
+    async def applied_version(self, run_id: str, step: int) -> int | None:
+        """The version a ``learn`` change of ``run_id`` at ``step`` made, if any (for resuming a run)."""
+        since = 0
+        while True:
+            changes = await self._store.history(self.namespace, since_version=since, limit=100)
+            for change in changes:
+                if change.kind == "learn" and (change.source.run_id, change.source.step) == (run_id, step):
+                    return change.version
+            if not changes:
+                return None
+            since = changes[-1].version

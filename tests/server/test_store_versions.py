@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from learner.library import Provenance
+from learner.library import AppliedLookup, Provenance
 from learner.operations import AddOperation, DeleteOperation, MergeOperation, ModifyOperation, Operation
 from server.errors import Conflict, InvalidInput, NotFound
 from server.models import ExportedExperience, LibraryExport
@@ -254,3 +254,14 @@ async def test_the_store_library_serves_the_learner_without_counting_retrievals(
     assert [e.text for e in entries] == [UNITS, FLAKY]
     assert [e.text for e in relevant] == [UNITS]
     assert (await store.get(relevant[0].experience_id)).counters.retrieved == 0
+
+
+async def test_the_store_library_finds_the_version_a_learning_step_made(store: ExperienceStore) -> None:
+    lib = store.library("math")
+    await store.add("math", INTEGER)
+    await lib.apply([AddOperation(text=UNITS)], provenance=LEARNED, reason="step 1")
+
+    assert isinstance(lib, AppliedLookup)
+    assert await lib.applied_version("run-1", 1) == 2
+    assert await lib.applied_version("run-1", 2) is None
+    assert await store.library("empty").applied_version("run-1", 1) is None  # type: ignore[attr-defined]
