@@ -1,7 +1,8 @@
 """Training-Free GRPO: learn a library of short experiences from groups of scored attempts.
 
 This package knows nothing of MCP or Chroma. It works on any object that satisfies
-:class:`learner.library.Library`. The entry point is :func:`run_learning`.
+:class:`learner.library.Library`. The entry points are :func:`run_learning` (learning runs over problems) and
+:func:`reflect_on_attempts` (one group of attempts recorded from real work).
 """
 
 from learner.accounting import ModelPrice, PriceTable, TokenCount
@@ -12,13 +13,15 @@ from learner.datasets import Problem, generate_problems, load_generator, load_js
 from learner.errors import BackendError, ConfigError, InvalidReply, LearnerError, ResponseFormatRejected
 from learner.events import ProgressEvent
 from learner.function_backend import FunctionBackend
-from learner.library import InMemoryLibrary, Library, LibraryEntry, Provenance
+from learner.library import AppliedLookup, InMemoryLibrary, Library, LibraryEntry, Provenance
+from learner.outcome_reflection import RecordedAttempt, ReflectionReport, reflect_on_attempts
 from learner.records import GroupRecord, RunReport, StepRecord
 from learner.report import format_report
 from learner.run import run_learning
 from learner.verifiers import Verifier, make_verifier
 
 __all__ = [
+    "AppliedLookup",
     "BackendError",
     "Backends",
     "ChatBackend",
@@ -41,6 +44,8 @@ __all__ = [
     "Problem",
     "ProgressEvent",
     "Provenance",
+    "RecordedAttempt",
+    "ReflectionReport",
     "ResponseFormatRejected",
     "RunConfig",
     "RunReport",
@@ -54,5 +59,6 @@ __all__ = [
     "load_generator",
     "load_jsonl",
     "make_verifier",
+    "reflect_on_attempts",
     "run_learning",
 ]

@@ -10,6 +10,8 @@ import anyio
 from pydantic import BaseModel, Field
 
 from learner.accounting import TokenCount
+from learner.library import Provenance
+from learner.operations import Operation
 from learner.records import Proposal, StepRecord
 
 
@@ -18,6 +20,17 @@ class RolloutRecord(BaseModel):
 
     responses: list[str]
     tokens: TokenCount
+
+
+class ApplyingStep(BaseModel):
+    """A step whose plan was about to be applied: enough to finish it after a crash without redoing its calls."""
+
+    step: int
+    operations: list[Operation] = Field(description="The consolidated plan, with stable ids.")
+    provenance: Provenance
+    reason: str
+    entries_digest: str = Field(description="Digest of the library's entries just before the apply.")
+    record: StepRecord = Field(description="The step's record as it stood before the apply.")
 
 
 class RunState(BaseModel):
@@ -36,6 +49,9 @@ class RunState(BaseModel):
     )
     honours_n: dict[str, bool] = Field(default_factory=dict, description="Per role: whether n = G was honoured.")
     structured_modes: dict[str, str] = Field(default_factory=dict, description="Per role: structured mode that worked.")
+    applying: ApplyingStep | None = Field(
+        default=None, description="Set between saving a step's plan and saving the step as finished."
+    )
     finished: bool = Field(default=False, description="Whether every step is done.")
 
 

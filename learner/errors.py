@@ -28,3 +28,16 @@ class ResponseFormatRejected(BackendError):
 
 class InvalidReply(LearnerError):
     """A structured reply stayed invalid after the bounded re-asks."""
+
+
+def describe(group: BaseExceptionGroup[LearnerError]) -> str:
+    """The distinct messages of a group of learner errors (concurrent calls that failed together), joined."""
+    messages: list[str] = []
+    pending: list[BaseException] = [group]
+    while pending:
+        error = pending.pop(0)
+        if isinstance(error, BaseExceptionGroup):
+            pending.extend(error.exceptions)
+        elif str(error) not in messages:
+            messages.append(str(error))
+    return "; ".join(messages)

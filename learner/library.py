@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, Field
 
@@ -78,6 +78,19 @@ class Library(Protocol):
         ...
 
 
+@runtime_checkable
+class AppliedLookup(Protocol):
+    """Optional for a :class:`Library`: find the change a learning run's step made.
+
+    A run that crashed between ``apply`` and saving its checkpoint asks this on resume, so that the step is
+    applied once. Libraries without it are judged from their ``entries()`` instead.
+    """
+
+    async def applied_version(self, run_id: str, step: int) -> int | None:
+        """The version made by a change with provenance ``run_id`` and ``step``, or ``None`` if there is none."""
+        ...
+
+
 @dataclass
 class InMemoryLibrary:
     """A :class:`Library` in a dict, for tests and for learning without a store.
@@ -99,6 +112,13 @@ class InMemoryLibrary:
         words = set(task.lower().split())
         ranked = sorted(self._entries.items(), key=lambda item: -len(words & set(item[1].lower().split())))
         return [LibraryEntry(experience_id=key, text=text) for key, text in ranked[:k]]
+
+    async def applied_version(self, run_id: str, step: int) -> int | None:
+        """The version a change of ``run_id`` at ``step`` made, if one did (:class:`AppliedLookup`)."""
+        for version, provenance, _, _ in self.changes:
+            if provenance.run_id == run_id and provenance.step == step:
+                return version
+        return None
 
     def add_text(self, text: str) -> str:
         """Add an experience directly (test set-up) and return its id."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from learner.backend import Message, estimate_tokens
 from learner.operations import Operation
@@ -18,6 +19,22 @@ EXPERIENCE_RULES = (
     "when it applies, and it is about strategy or a decision point, not a specific calculation. Do not repeat "
     "what an existing experience already says."
 )
+
+
+@dataclass(frozen=True, kw_only=True)
+class Grade:
+    """How an attempt was graded, as reflection is shown it."""
+
+    correct: bool
+    score: float | None = None
+    """A reward between 0 and 1, shown when it says more than correct/incorrect."""
+    feedback: str | None = None
+    """What a user or checker said about the attempt."""
+
+    @classmethod
+    def of_reward(cls, reward: float, *, feedback: str | None = None) -> Grade:
+        """A reward of at least 0.5 counts as correct; fractional rewards are shown as scores."""
+        return cls(correct=reward >= 0.5, score=None if reward in (0.0, 1.0) else reward, feedback=feedback)
 
 
 def cut_to_budget(text: str, token_budget: int) -> str:
@@ -45,14 +62,17 @@ def _problem_block(question: str, answer: str | None) -> str:
 
 
 def summary_messages(
-    *, experiences: str, question: str, answer: str | None, attempt: str, grade: bool | None
+    *, experiences: str, question: str, answer: str | None, attempt: str, grade: Grade | None
 ) -> tuple[Message, ...]:
     """Ask for a summary of one attempt: its steps, the experiences it used, where it went wrong."""
     library = experiences or "(none)"
     if grade is None:
         verdict = "The attempt is not graded: judge for yourself whether its reasoning and answer hold up."
     else:
-        verdict = f"The attempt was graded {'CORRECT' if grade else 'INCORRECT'}."
+        score = "" if grade.score is None else f" (score {grade.score:g} on a scale from 0 to 1)"
+        verdict = f"The attempt was graded {'CORRECT' if grade.correct else 'INCORRECT'}{score}."
+        if grade.feedback:
+            verdict += f"\n\nFeedback on the attempt:\n{grade.feedback}"
     return (
         Message(
             role="system",
@@ -73,15 +93,19 @@ def advantage_messages(
     experiences: str,
     question: str,
     answer: str | None,
-    summaries: Sequence[tuple[str, bool | None]],
+    summaries: Sequence[tuple[str, Grade | None]],
     max_operations: int,
 ) -> tuple[Message, ...]:
     """Ask what separated good attempts from bad ones, and for at most ``max_operations`` library edits."""
     graded = any(grade is not None for _, grade in summaries)
     lines = []
     for number, (summary, grade) in enumerate(summaries, start=1):
-        label = "" if grade is None else f" ({'correct' if grade else 'incorrect'})"
-        lines.append(f"Attempt {number}{label}:\n{summary}")
+        label = ""
+        if grade is not None:
+            score = "" if grade.score is None else f", score {grade.score:g}"
+            label = f" ({'correct' if grade.correct else 'incorrect'}{score})"
+        feedback = f"\nFeedback on it: {grade.feedback}" if grade is not None and grade.feedback else ""
+        lines.append(f"Attempt {number}{label}:\n{summary}{feedback}")
     if len(summaries) == 1:
         task = "Decide what lesson this single attempt teaches"
     elif graded:

@@ -73,6 +73,11 @@ class StepRecord(BaseModel):
     pending_operations: int = Field(default=0, description="Proposals carried over to the next step.")
     library_version: int | None = Field(default=None, description="Library version after the step, if it changed.")
     library_size: int = Field(description="Active experiences after the step.")
+    apply_recovered: bool = Field(
+        default=False,
+        description="The run crashed after this step's library change and found it applied on resume; applied "
+        "then lists the plan's operations the library shows.",
+    )
     tokens: dict[str, TokenCount] = Field(description="Tokens and cost per stage.")
     total: TokenCount = Field(description="Tokens and cost of the step.")
     verifier_errors: int

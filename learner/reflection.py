@@ -11,9 +11,11 @@ from pydantic import BaseModel, Field
 from learner.aliases import AliasMap, alias_operation, resolve_operation
 from learner.backend import ChatRequest
 from learner.calls import Caller
+from learner.config import RunConfig
 from learner.datasets import Problem
 from learner.operations import DeleteOperation, Operation
 from learner.prompts import (
+    Grade,
     advantage_messages,
     consolidation_messages,
     cut_to_budget,
@@ -68,6 +70,16 @@ class ReflectSettings:
     trajectory_token_budget: int
     max_reasks: int
 
+    @classmethod
+    def of(cls, config: RunConfig) -> ReflectSettings:
+        """The reflection settings of ``config``."""
+        return cls(
+            temperature=config.extraction_temperature,
+            max_operations=config.max_operations,
+            trajectory_token_budget=config.trajectory_token_budget,
+            max_reasks=config.max_reasks,
+        )
+
 
 def _over_cap(operations: Sequence[Operation]) -> list[str]:
     return [
@@ -98,7 +110,7 @@ async def summarize(
     aliases: AliasMap,
     problem: Problem,
     attempt: str,
-    grade: bool | None,
+    grade: Grade | None,
     show_answer: bool,
 ) -> str:
     """Summarize one attempt (cut to the trajectory budget)."""
@@ -124,7 +136,7 @@ async def group_advantage(
     *,
     aliases: AliasMap,
     problem: Problem,
-    summaries: Sequence[tuple[str, bool | None]],
+    summaries: Sequence[tuple[str, Grade | None]],
     show_answer: bool,
 ) -> tuple[list[Proposal], list[RejectedRecord]]:
     """Ask one group for at most ``max_operations`` proposals; return them with stable ids, and the rejects."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -11,17 +12,21 @@ import anyio
 
 from learner.accounting import Ledger, TokenCount, budget_stop_reason, total
 from learner.aliases import AliasMap
+from learner.apply_recovery import entries_digest, finish_interrupted_apply
 from learner.backend import STAGES, Backends, Role, Stage
 from learner.calls import Caller, StructuredMode
-from learner.checkpoint import Checkpoint, RolloutRecord, RunState
+from learner.checkpoint import ApplyingStep, Checkpoint, RolloutRecord, RunState
 from learner.config import RunConfig
+from learner.consolidation import Applied, apply_plan, plan_batch
 from learner.datasets import Problem
 from learner.errors import ConfigError
 from learner.events import EventKind, ProgressEvent
-from learner.library import Library
+from learner.library import Library, Provenance
 from learner.records import RunReport, StepRecord, StopReason
-from learner.step import GroupWork, StepContext, consolidate_and_apply, rejection_counts, run_groups
+from learner.step import GroupWork, StepContext, rejection_counts, run_groups
 from learner.verifiers import Verifier
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -150,23 +155,34 @@ async def run_learning(
     progress.emit("run_started")
     stop: tuple[StopReason, str | None] = ("finished", None)
     for index in range(state.next_step, len(plan)):
-        if cancel is not None and cancel.is_set():
-            stop = ("cancelled", f"cancelled before step {index}")
-            break
-        spent = total(step.total for step in state.steps)
-        reason = budget_stop_reason(
-            spent,
-            [step.total for step in state.steps],
-            budget_tokens=config.budget_tokens,
-            budget_usd=config.budget_usd,
-        )
-        if reason is not None:
-            stop = ("budget", reason)
-            break
-        record = await _run_step(
-            config, plan[index], index, run_id, state, caller, library, problems, verifier, progress, save
-        )
+        marker = state.applying
+        if marker is not None and marker.step == index:
+            # The last run stopped between this step's apply and its checkpoint: finish it, apply at most once.
+            done, landed = await finish_interrupted_apply(library, marker, run_id)
+            record = await _with_apply(marker.record, done, library, recovered=landed)
+            progress.attempts_done += record.groups_seen * config.group_size
+            progress.groups_done += record.groups_seen
+            progress.groups_kept += record.groups_kept
+        else:
+            if cancel is not None and cancel.is_set():
+                stop = ("cancelled", f"cancelled before step {index}")
+                break
+            spent = total(step.total for step in state.steps)
+            reason = budget_stop_reason(
+                spent,
+                [step.total for step in state.steps],
+                budget_tokens=config.budget_tokens,
+                budget_usd=config.budget_usd,
+            )
+            if reason is not None:
+                stop = ("budget", reason)
+                break
+            record = await _run_step(
+                config, plan[index], index, run_id, state, caller, library, problems, verifier, progress, save
+            )
+        progress.operations_applied += len(record.applied)
         state.steps.append(record)
+        state.applying = None
         state.next_step = index + 1
         state.rollouts = {}
         caller.ledger = Ledger(config.prices)
@@ -191,7 +207,7 @@ def _mode(name: str) -> StructuredMode:
 
 async def _run_step(
     config: RunConfig,
-    planned: PlannedStep,
+    planned_step: PlannedStep,
     index: int,
     run_id: str,
     state: RunState,
@@ -203,13 +219,13 @@ async def _run_step(
     save: Callable[[], Awaitable[None]],
 ) -> StepRecord:
     started = time.monotonic()
-    batch = [problems[position] for position in planned.indices]
+    batch = [problems[position] for position in planned_step.indices]
     batch_ids = {problem.problem_id for problem in batch}
     caller.ledger = Ledger(config.prices)
     caller.ledger.add({_stage(stage): count for stage, count in state.step_tokens.items()})
     reused = {key: value for key, value in state.rollouts.items() if key in batch_ids}
     progress.attempts_done += sum(len(record.responses) for record in reused.values())
-    progress.emit("step_started", f"step {index}: epoch {planned.epoch}, batch {planned.batch}")
+    progress.emit("step_started", f"step {index}: epoch {planned_step.epoch}, batch {planned_step.batch}")
 
     async def on_rollout(work: GroupWork, record: RolloutRecord) -> None:
         state.rollouts[work.problem.problem_id] = record
@@ -235,17 +251,21 @@ async def _run_step(
     )
     works = await run_groups(ctx, batch)
     proposals = list(state.pending) + [proposal for work in works for proposal in work.proposals]
-    consolidated = await consolidate_and_apply(ctx, proposals, run_id=run_id)
-    state.pending = consolidated.pending
-    progress.operations_applied += len(consolidated.applied)
-    rejected = [item for work in works for item in work.rejected] + consolidated.rejected
+    planned = await plan_batch(caller, ctx.reflect, library, proposals)
+    if planned.error is not None:
+        logger.warning(
+            "consolidation of step %d failed; %d proposals stay pending: %s", index, len(proposals), planned.error
+        )
+    state.pending = list(proposals) if planned.error is not None else []
+    rejected = [item for work in works for item in work.rejected] + planned.rejected
     rewards = [reward for work in works if work.rewards is not None for reward in work.rewards]
     by_stage = dict(caller.ledger.by_stage)
-    return StepRecord(
+    entries = await library.entries()
+    draft = StepRecord(
         run_id=run_id,
         step=index,
-        epoch=planned.epoch,
-        batch=planned.batch,
+        epoch=planned_step.epoch,
+        batch=planned_step.batch,
         problem_ids=[problem.problem_id for problem in batch],
         groups=[work.record() for work in works],
         groups_seen=len(works),
@@ -253,18 +273,49 @@ async def _run_step(
         groups_failed=sum(work.error is not None for work in works),
         mean_reward=sum(rewards) / len(rewards) if rewards else None,
         operations_proposed=len(proposals),
-        applied=consolidated.applied,
+        applied=[],
         rejected=rejected,
         rejection_counts=rejection_counts(rejected),
-        consolidation_error=consolidated.error,
-        pending_operations=len(consolidated.pending),
-        library_version=consolidated.version,
-        library_size=len(await library.entries()),
+        consolidation_error=planned.error,
+        pending_operations=len(state.pending),
+        library_version=None,
+        library_size=len(entries),
         tokens={stage: by_stage[stage] for stage in STAGES if stage in by_stage},
         total=total(by_stage.values()),
         verifier_errors=sum(work.verifier_errors for work in works),
         reused_rollouts=sum(work.reused for work in works),
         wall_seconds=time.monotonic() - started,
+    )
+    if not planned.operations:
+        return draft
+    marker = ApplyingStep(
+        step=index,
+        operations=planned.operations,
+        provenance=Provenance(
+            kind="learned", run_id=run_id, step=index, groups=list(dict.fromkeys(p.problem_id for p in proposals))
+        ),
+        reason=f"learning run {run_id} step {index}",
+        entries_digest=entries_digest(entries),
+        record=draft,
+    )
+    state.applying = marker
+    await save()
+    done = await apply_plan(library, marker.operations, provenance=marker.provenance, reason=marker.reason)
+    record = await _with_apply(draft, done, library, recovered=False)
+    return record.model_copy(update={"wall_seconds": time.monotonic() - started})
+
+
+async def _with_apply(draft: StepRecord, done: Applied, library: Library, *, recovered: bool) -> StepRecord:
+    rejected = draft.rejected + done.rejected
+    return draft.model_copy(
+        update={
+            "applied": done.applied,
+            "rejected": rejected,
+            "rejection_counts": rejection_counts(rejected),
+            "library_version": done.version,
+            "library_size": len(await library.entries()),
+            "apply_recovered": recovered,
+        }
     )
 
 

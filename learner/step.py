@@ -16,11 +16,11 @@ from learner.calls import Caller
 from learner.checkpoint import RolloutRecord
 from learner.config import RunConfig
 from learner.datasets import Problem
-from learner.errors import LearnerError
-from learner.library import Library, LibraryEntry, Provenance
-from learner.prompts import rollout_messages
-from learner.records import AppliedRecord, GroupRecord, Proposal, RejectedRecord
-from learner.reflection import ReflectSettings, consolidate, group_advantage, judge_response, summarize
+from learner.errors import LearnerError, describe
+from learner.library import Library, LibraryEntry
+from learner.prompts import Grade, rollout_messages
+from learner.records import GroupRecord, Proposal, RejectedRecord
+from learner.reflection import ReflectSettings, group_advantage, judge_response, summarize
 from learner.verifiers import Verifier, safe_score
 
 logger = logging.getLogger(__name__)
@@ -36,7 +36,7 @@ class GroupWork:
     rewards: list[float] | None = None
     verifier_errors: int = 0
     kept: bool = False
-    summaries: list[tuple[str, bool | None]] = field(default_factory=list)
+    summaries: list[tuple[str, Grade | None]] = field(default_factory=list)
     proposals: list[Proposal] = field(default_factory=list)
     rejected: list[RejectedRecord] = field(default_factory=list)
     error: str | None = None
@@ -71,12 +71,7 @@ class StepContext:
     @property
     def reflect(self) -> ReflectSettings:
         """Settings of the reflection stages."""
-        return ReflectSettings(
-            temperature=self.config.extraction_temperature,
-            max_operations=self.config.max_operations,
-            trajectory_token_budget=self.config.trajectory_token_budget,
-            max_reasks=self.config.max_reasks,
-        )
+        return ReflectSettings.of(self.config)
 
 
 def group_seed(config: RunConfig, step: int, problem_id: str) -> int:
@@ -153,7 +148,9 @@ async def summaries(ctx: StepContext, work: GroupWork) -> None:
         return
     responses = work.responses or []
     graded = ctx.config.ground_truth and work.rewards is not None
-    grades: list[bool | None] = [reward >= 0.5 for reward in work.rewards or []] if graded else [None] * len(responses)
+    grades: list[Grade | None] = (
+        [Grade(correct=reward >= 0.5) for reward in work.rewards or []] if graded else [None] * len(responses)
+    )
     texts: dict[int, str] = {}
 
     async def one(index: int) -> None:
@@ -193,11 +190,12 @@ PHASES = (rollout, verify, summaries, advantage)
 async def _run_phase(
     ctx: StepContext, work: GroupWork, phase: Callable[[StepContext, GroupWork], Awaitable[None]]
 ) -> None:
+    # except*: a phase's concurrent calls (summaries, single-request samples) fail as an exception group.
     try:
         await phase(ctx, work)
-    except LearnerError as error:
-        work.error = f"{phase.__name__}: {error}"
-        logger.warning("problem %r failed in %s: %s", work.problem.problem_id, phase.__name__, error)
+    except* LearnerError as errors:
+        work.error = f"{phase.__name__}: {describe(errors)}"
+        logger.warning("problem %r failed: %s", work.problem.problem_id, work.error)
 
 
 async def _pipeline(ctx: StepContext, work: GroupWork) -> None:
@@ -224,47 +222,6 @@ async def run_groups(ctx: StepContext, problems: Sequence[Problem]) -> list[Grou
     for work in works:
         ctx.on_group_done(work)
     return works
-
-
-@dataclass(frozen=True, kw_only=True)
-class Consolidated:
-    """What consolidation and apply did with a batch's proposals."""
-
-    applied: list[AppliedRecord]
-    rejected: list[RejectedRecord]
-    pending: list[Proposal]
-    error: str | None
-    version: int | None
-
-
-async def consolidate_and_apply(ctx: StepContext, proposals: Sequence[Proposal], *, run_id: str) -> Consolidated:
-    """One consolidation for the batch, then one library change. On failure the proposals stay pending."""
-    if not proposals:
-        return Consolidated(applied=[], rejected=[], pending=[], error=None, version=None)
-    aliases = AliasMap.of(await ctx.library.entries())
-    try:
-        operations, rejected = await consolidate(ctx.caller, ctx.reflect, aliases=aliases, proposals=proposals)
-    except LearnerError as error:
-        logger.warning(
-            "consolidation of step %d failed; %d proposals stay pending: %s", ctx.step, len(proposals), error
-        )
-        return Consolidated(applied=[], rejected=[], pending=list(proposals), error=str(error), version=None)
-    if not operations:
-        return Consolidated(applied=[], rejected=rejected, pending=[], error=None, version=None)
-    groups = list(dict.fromkeys(proposal.problem_id for proposal in proposals))
-    result = await ctx.library.apply(
-        operations,
-        provenance=Provenance(kind="learned", run_id=run_id, step=ctx.step, groups=groups),
-        reason=f"learning run {run_id} step {ctx.step}",
-    )
-    rejected += [
-        RejectedRecord(operation=item.operation, kind="library_rejected", reason=item.reason, stage="apply")
-        for item in result.rejected
-    ]
-    applied = [
-        AppliedRecord(operation=item.operation, experience_ids=list(item.experience_ids)) for item in result.applied
-    ]
-    return Consolidated(applied=applied, rejected=rejected, pending=[], error=None, version=result.version)
 
 
 def rejection_counts(rejected: Sequence[RejectedRecord]) -> dict[str, int]:

@@ -1,25 +1,33 @@
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
 import pytest
 
 from learner import (
+    AppliedLookup,
     Backends,
     Checkpoint,
     ConfigError,
     DirectoryCheckpoint,
     FunctionBackend,
     InMemoryLibrary,
+    Library,
+    LibraryEntry,
     MemoryCheckpoint,
+    Provenance,
     RunConfig,
     RunReport,
     make_verifier,
     run_learning,
 )
 from learner.backend import ChatRequest
-from tests.learner.scripted import addition_problems, policy, reflector
+from learner.library import ApplyResult
+from learner.operations import Operation
+from tests.learner.scripted import LESSON, addition_problems, policy, reflector, reply
 
 pytestmark = pytest.mark.anyio
 
@@ -163,3 +171,95 @@ async def test_a_budget_stop_can_be_resumed_with_a_larger_budget() -> None:
     resumed = await run(library, checkpoint, FunctionBackend(policy), FunctionBackend(reflector()))
     assert resumed.stop_reason == "finished" and len(resumed.steps) == 4
     assert resumed.steps[0] == stopped.steps[0]
+
+
+@dataclass
+class CrashingLibrary(InMemoryLibrary):
+    """Dies once around the apply of ``crash_step``: just before it, or just after it landed."""
+
+    crash_step: int | None = None
+    after: bool = True
+
+    async def apply(self, operations: Sequence[Operation], *, provenance: Provenance, reason: str) -> ApplyResult:
+        crash = provenance.step == self.crash_step
+        if crash and not self.after:
+            self.crash_step = None
+            raise Crash
+        result = await super().apply(operations, provenance=provenance, reason=reason)
+        if crash:
+            self.crash_step = None
+            raise Crash
+        return result
+
+
+@dataclass
+class EntriesOnly:
+    """A library without :class:`AppliedLookup`: the run must judge an interrupted apply from its entries."""
+
+    inner: CrashingLibrary
+
+    async def entries(self) -> Sequence[LibraryEntry]:
+        return await self.inner.entries()
+
+    async def relevant(self, task: str, k: int) -> Sequence[LibraryEntry]:
+        return await self.inner.relevant(task, k)
+
+    async def apply(self, operations: Sequence[Operation], *, provenance: Provenance, reason: str) -> ApplyResult:
+        return await self.inner.apply(operations, provenance=provenance, reason=reason)
+
+
+def insistent(request: ChatRequest, choice: int) -> str:
+    """Proposes and applies the lesson in every step, whatever the library holds: a redone apply would show."""
+    if request.stage == "advantage":
+        return reply({"analysis": "", "operations": [{"op": "add", "text": LESSON}]})
+    if request.stage == "consolidation":
+        return reply({"reasoning": "", "operations": [{"op": "add", "text": LESSON}]})
+    return reflector()(request, choice)
+
+
+async def run_on(library: Library, checkpoint: Checkpoint | None, policy_backend: FunctionBackend) -> RunReport:
+    with anyio.fail_after(30):
+        return await run_learning(
+            CONFIG,
+            backends=Backends(policy=policy_backend, reflect=FunctionBackend(insistent)),
+            library=library,
+            problems=addition_problems(16),
+            verifier=make_verifier("exact"),
+            checkpoint=checkpoint,
+        )
+
+
+@pytest.mark.parametrize("lookup", [True, False], ids=["applied-lookup", "entries-only"])
+@pytest.mark.parametrize("after", [True, False], ids=["right-after-apply", "right-before-apply"])
+async def test_a_crash_around_a_steps_apply_is_resumed_with_the_step_applied_once(after: bool, lookup: bool) -> None:
+    straight_library = InMemoryLibrary()
+    straight = await run_on(straight_library, None, FunctionBackend(policy))
+    steps_applied = [change[1].step for change in straight_library.changes]
+    assert steps_applied == [0, 1, 2, 3]
+
+    crashing_library = CrashingLibrary(crash_step=0, after=after)
+    library: Library = crashing_library if lookup else EntriesOnly(crashing_library)
+    assert isinstance(library, AppliedLookup) == lookup
+    checkpoint = MemoryCheckpoint()
+    crashed = False
+    try:
+        await run_on(library, checkpoint, FunctionBackend(policy))
+    except* Crash:
+        crashed = True
+    assert crashed
+    assert checkpoint.state is not None and checkpoint.state.applying is not None
+    assert len(crashing_library.changes) == (1 if after else 0)
+
+    resumed_policy = FunctionBackend(policy)
+    resumed = await run_on(library, checkpoint, resumed_policy)
+
+    assert [change[1].step for change in crashing_library.changes] == steps_applied
+    assert await crashing_library.entries() == await straight_library.entries()
+    first = resumed.steps[0]
+    assert first.apply_recovered == after
+    assert first.applied == straight.steps[0].applied
+    assert first.library_version == (None if after and not lookup else straight.steps[0].library_version)
+    assert first.tokens == straight.steps[0].tokens
+    assert len(resumed_policy.calls) == 8 * 3, "the interrupted step's calls were not redone"
+    assert resumed.stop_reason == "finished" and len(resumed.steps) == 4
+    assert checkpoint.state is not None and checkpoint.state.applying is None

@@ -22,7 +22,15 @@ from learner import (
 from learner.backend import ChatRequest
 from learner.errors import BackendError
 from learner.run import plan_steps
-from tests.learner.scripted import LESSON, addition_problems, library_text, policy, reflector, reply
+from tests.learner.scripted import (
+    LESSON,
+    addition_problems,
+    default_summary,
+    library_text,
+    policy,
+    reflector,
+    reply,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -281,6 +289,28 @@ async def test_a_failed_group_is_recorded_with_its_error_and_the_step_goes_on() 
     assert [group.problem_id for group in failed] == [problems[0].problem_id]
     assert failed[0].error is not None and "upstream said no" in failed[0].error
     assert step.groups_failed == 1 and step.groups_seen == 4
+
+
+async def test_a_failed_summary_is_recorded_on_its_group_and_the_step_goes_on() -> None:
+    problems = addition_problems(8)
+    doomed: list[str] = []
+
+    def summary(request: ChatRequest) -> str:
+        question = next(p.question for p in problems if p.question in request.messages[-1].content)
+        if not doomed:
+            doomed.append(question)
+        if question == doomed[0]:
+            raise BackendError("summary endpoint is down", status=503)
+        return default_summary(request)
+
+    report, library, _, _ = await learn(small(epochs=1), problems=problems, reflect_fn=reflector(summary=summary))
+
+    step = report.steps[0]
+    failed = {group.problem_id: group.error for group in step.groups if group.error is not None}
+    doomed_id = next(p.problem_id for p in problems if p.question == doomed[0])
+    assert failed == {doomed_id: "summaries: summary endpoint is down"}
+    assert step.groups_failed == 1 and step.groups_kept > 1
+    assert [entry.text for entry in await library.entries()] == [LESSON]
 
 
 async def test_a_verifier_that_raises_scores_zero_and_is_counted() -> None:
