@@ -139,6 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
     from server.demo_session import register as register_demo  # noqa: PLC0415
 
     register_demo(commands, common)
+    from server.learn_command import register as register_learn  # noqa: PLC0415
+
+    register_learn(commands, common)
     from server.client_config import register as register_config  # noqa: PLC0415
 
     register_config(commands, common)

@@ -1,0 +1,84 @@
+"""`debrief learn` as a user runs it: a real subprocess against a local fake OpenAI-compatible server."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from tests.learner.fake_openai import FakeOpenAI, serve
+from tests.learner.scripted import LESSON
+
+pytestmark = pytest.mark.anyio
+
+
+def scripted(body: dict[str, Any], choice: int) -> str:
+    schema = ((body.get("response_format") or {}).get("json_schema") or {}).get("name") or ""
+    if schema == "AttemptSummary":
+        return json.dumps({"summary": "Added the numbers column by column."})
+    if schema == "GroupAdvantage":
+        return json.dumps({"analysis": "The right attempts carried.", "operations": [{"op": "add", "text": LESSON}]})
+    if schema == "ConsolidationPlan":
+        return json.dumps({"reasoning": "One lesson.", "operations": [{"op": "add", "text": LESSON}]})
+    question = body["messages"][-1]["content"]
+    numbers = [int(token) for token in question.replace("?", " ").split() if token.isdigit()]
+    total = sum(numbers)
+    return f"Answer: \\boxed{{{total if choice == 0 else total + 1}}}"
+
+
+async def test_debrief_learn_writes_the_learned_lesson_into_the_store_and_prints_the_step_table(tmp_path: Path) -> None:
+    fake = FakeOpenAI(reply=scripted)
+    async with serve(fake) as base_url:
+        env = {
+            **os.environ,
+            "DEBRIEF_DATA_DIR": str(tmp_path / "data"),
+            "DEBRIEF_CHROMA_MODE": "in-process",
+            "OPENAI_API_KEY": "test-key",
+        }
+        command = [
+            sys.executable,
+            "-m",
+            "server",
+            "learn",
+            "--generator",
+            "tests.learner.scripted:addition",
+            "--count",
+            "6",
+            "--verifier",
+            "exact",
+            "--namespace",
+            "math",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "6",
+            "--group-size",
+            "3",
+            "--base-url",
+            base_url,
+            "--model",
+            "fake-model",
+        ]
+        with anyio.fail_after(240):
+            done = await anyio.run_process(command, env=env, check=False, cwd=Path(__file__).parents[2])
+    stdout, stderr = done.stdout.decode(), done.stderr.decode()
+    assert done.returncode == 0, stderr
+    assert "added" in stdout and "mean reward" in stdout
+    assert "learning into namespace" in stderr
+    listed = subprocess.run(
+        [sys.executable, "-m", "server", "experiences", "list", "-n", "math"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert LESSON in listed.stdout
+    assert all(body["model"] == "fake-model" for body in fake.bodies)
+    assert any(body.get("n") == 3 for body in fake.bodies)
