@@ -18,6 +18,7 @@ from server.settings import Settings
 from server.store import ExperienceStore
 
 if TYPE_CHECKING:
+    from server.outcomes import OutcomeBook
     from server.runs import BackendProvider, RunManager
 
 logger = logging.getLogger(__name__)
@@ -36,6 +37,7 @@ class AppState:
     settings: Settings
     store: ExperienceStore
     runs: "RunManager"
+    outcomes: "OutcomeBook"
 
 
 @contextmanager
@@ -61,6 +63,8 @@ def create_server(
     """
     from server.library_tools import register_library_tools  # noqa: PLC0415 - keeps the import graph one-way
     from server.model_provider import ModelProvider  # noqa: PLC0415
+    from server.outcome_tools import register_outcome_tools  # noqa: PLC0415
+    from server.outcomes import OutcomeBook  # noqa: PLC0415
     from server.run_tools import register_run_tools  # noqa: PLC0415
     from server.runs import RunManager  # noqa: PLC0415
 
@@ -76,10 +80,15 @@ def create_server(
         owned = ModelProvider(settings) if provider is None else None
         try:
             async with anyio.create_task_group() as tasks:
-                runs = RunManager(settings=settings, store=store, provider=provider or owned, task_group=tasks)  # type: ignore[arg-type]
+                backends = provider or owned
+                assert backends is not None
+                runs = RunManager(settings=settings, store=store, provider=backends, task_group=tasks)
+                outcomes = OutcomeBook(
+                    settings=settings, store=store, embedder=chosen, provider=backends, task_group=tasks
+                )
                 await runs.recover()
                 try:
-                    yield AppState(settings=settings, store=store, runs=runs)
+                    yield AppState(settings=settings, store=store, runs=runs, outcomes=outcomes)
                 finally:
                     tasks.cancel_scope.cancel()
         finally:
@@ -99,6 +108,7 @@ def create_server(
     )
     register_library_tools(server, settings)
     register_run_tools(server)
+    register_outcome_tools(server, settings)
     return server
 
 

@@ -106,6 +106,14 @@ class Settings(BaseSettings):
         default=None,
         description="Comma-separated directories a client may name data_path files in (besides <data_dir>/datasets).",
     )
+    outcome_match_threshold: float = Field(
+        default=0.92,
+        ge=0,
+        le=1,
+        description="Outcomes without a task_key join the group of a recent task this similar (cosine).",
+    )
+    outcome_window_days: float = Field(default=7, gt=0, description="How recent a task must be to be matched.")
+    outcome_group_max: int = Field(default=8, ge=2, le=32, description="Most outcomes reflected on together.")
     limits: Limits = Field(default_factory=Limits)
 
     def allowed_model_names(self) -> list[str]:
