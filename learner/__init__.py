@@ -11,6 +11,7 @@ from learner.checkpoint import Checkpoint, DirectoryCheckpoint, MemoryCheckpoint
 from learner.config import RunConfig
 from learner.datasets import Problem, generate_problems, load_generator, load_jsonl
 from learner.errors import BackendError, ConfigError, InvalidReply, LearnerError, ResponseFormatRejected
+from learner.evaluation import EvaluationReport, ProblemResult, evaluate
 from learner.events import ProgressEvent
 from learner.function_backend import FunctionBackend
 from learner.library import AppliedLookup, InMemoryLibrary, Library, LibraryEntry, Provenance
@@ -21,6 +22,9 @@ from learner.run import run_learning
 from learner.verifiers import Verifier, make_verifier
 
 __all__ = [
+    "EvaluationReport",
+    "ProblemResult",
+    "evaluate",
     "AppliedLookup",
     "BackendError",
     "Backends",
