@@ -136,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     importing.add_argument("--mode", choices=["merge", "replace"], default="merge")
     experiences.set_defaults(handler=_experiences)
 
-    from server.demo_session import register as register_demo  # noqa: PLC0415
+    from server.demo import register as register_demo  # noqa: PLC0415
 
     register_demo(commands, common)
     from server.learn_command import register as register_learn  # noqa: PLC0415

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import anyio
 from mcp import Client, StdioServerParameters
 
 SAMPLE_EXPERIENCES = [
@@ -28,12 +26,14 @@ def server_parameters(data_dir: Path, extra_env: dict[str, str] | None = None) -
     return StdioServerParameters(command=sys.executable, args=["-m", "server", "serve"], env=env)
 
 
-async def run_session(data_dir: Path, namespace: str = "demo", out: Callable[[str], Any] = print) -> None:
-    """Add sample experiences, retrieve for a task and show the history, over a real stdio connection."""
+async def run_session(
+    data_dir: Path, namespace: str = "demo", out: Callable[[str], Any] = print, *, add_samples: bool = True
+) -> None:
+    """Optionally add sample experiences, retrieve for a task and show the history, over a real stdio connection."""
     async with Client(server_parameters(data_dir), read_timeout_seconds=120) as client:
         tools = await client.list_tools()
         out(f"connected over stdio; {len(tools.tools)} tools: {', '.join(tool.name for tool in tools.tools)}")
-        for text in SAMPLE_EXPERIENCES:
+        for text in SAMPLE_EXPERIENCES if add_samples else []:
             result = await client.call_tool("add_experience", {"text": text, "namespace": namespace})
             data = result.structured_content or {}
             state = "added" if data.get("created") else "already there"
@@ -50,18 +50,3 @@ async def run_session(data_dir: Path, namespace: str = "demo", out: Callable[[st
         for change in data.get("changes", []):
             out(f"  v{change['version']} {change['kind']}: {change['reason']}")
     out(f"\nstore: {data_dir}")
-
-
-def _demo(args: argparse.Namespace) -> int:
-    from server.settings import Settings  # noqa: PLC0415
-
-    data_dir = args.data_dir or Settings().data_dir
-    anyio.run(run_session, data_dir)
-    return 0
-
-
-def register(commands: Any, common: Callable[[argparse.ArgumentParser], None]) -> None:
-    """Add the ``demo`` subcommand."""
-    demo = commands.add_parser("demo", help="run the main job on embedded defaults and show a client session")
-    common(demo)
-    demo.set_defaults(handler=_demo)
