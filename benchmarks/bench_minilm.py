@@ -1,6 +1,6 @@
 """Throughput and resident memory of server.minilm.MiniLMEmbedder.
 
-Run from /work/main:  /work/venv/bin/python /work/notes/bench_minilm.py
+Run from the repository root:  .venv/bin/python benchmarks/bench_minilm.py
 (and with OPENBLAS_NUM_THREADS=1 in front to compare BLAS threading).
 """
 
