@@ -162,6 +162,6 @@ def register(commands: Any, common: Callable[[argparse.ArgumentParser], None]) -
     demo.add_argument("--epochs", type=int, default=1)
     demo.add_argument("--batch-size", type=int, default=8)
     demo.add_argument("--group-size", type=int, default=4)
-    demo.add_argument("--max-tokens", type=int, default=128, help="completion cap per attempt")
+    demo.add_argument("--max-tokens", type=int, default=96, help="completion cap per attempt")
     demo.add_argument("-k", type=int, default=3, help="experiences retrieved per held-out problem")
     demo.set_defaults(handler=_demo)

@@ -57,7 +57,7 @@ async def test_streamable_http_serves_the_tools(tmp_path: Path, mode: str) -> No
     env.pop("DEBRIEF_HTTP_TOKENS", None)
     argv = [sys.executable, "-m", "server", "serve", "--http", "--host", "127.0.0.1", "--port", str(port)]
     with anyio.fail_after(180):
-        async with http_server(argv, env), Client(f"http://127.0.0.1:{port}/mcp", mode=mode) as client:  # type: ignore[arg-type]
+        async with http_server(argv, env), Client(f"http://127.0.0.1:{port}/mcp", mode=mode) as client:
             await tool(client, "add_experience", text=LESSON, namespace="math")
             found = await tool(client, "retrieve_experiences", task="units in a word problem", namespace="math", k=1)
             assert [item["text"] for item in found["experiences"]] == [LESSON]
