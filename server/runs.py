@@ -66,9 +66,10 @@ class _Active:
 class _RecordingCheckpoint(DirectoryCheckpoint):
     """The run's checkpoint directory, also copying finished step records into the live run record."""
 
-    def __init__(self, directory: Path, active: _Active) -> None:
+    def __init__(self, directory: Path, active: _Active, persist: Callable[[RunRecord], None]) -> None:
         super().__init__(directory)
         self._active = active
+        self._persist = persist
 
     async def load(self) -> RunState | None:
         state = await super().load()
@@ -80,6 +81,8 @@ class _RecordingCheckpoint(DirectoryCheckpoint):
         await super().save(state)
         if len(state.steps) != len(self._active.record.steps):
             self._active.record.steps = list(state.steps)
+            # Other processes on this data dir read the record file: keep it current at step boundaries.
+            await anyio.to_thread.run_sync(self._persist, self._active.record.model_copy(deep=True))
             self._active.touch()
 
 
@@ -405,7 +408,7 @@ class RunManager:
             library=self._store.library(record.namespace),
             problems=problems,
             verifier=make_verifier(request.verifier),
-            checkpoint=_RecordingCheckpoint(self._dir(record.run_id) / "checkpoint", active),
+            checkpoint=_RecordingCheckpoint(self._dir(record.run_id) / "checkpoint", active, self._save),
             on_event=on_event,
             cancel=active.cancel,
         )
