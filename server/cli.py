@@ -156,6 +156,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if not args.verbose:
+        # One line per HTTP request to Chroma or the model drowns what matters.
+        for noisy in ("httpx", "httpx2", "chromadb"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         code = args.handler(args)
     except DebriefError as error:
