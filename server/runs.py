@@ -52,11 +52,13 @@ class BackendProvider(Protocol):
         ...
 
 
-@dataclass
+@dataclass(eq=False)
 class _Active:
     record: RunRecord
     cancel: anyio.Event = field(default_factory=anyio.Event)
     changed: anyio.Event = field(default_factory=anyio.Event)
+    queue: anyio.CancelScope = field(default_factory=anyio.CancelScope)
+    """Cancelled to take a queued run out of the queue at once."""
 
     def touch(self) -> None:
         self.changed.set()
@@ -247,6 +249,8 @@ class RunManager:
                 return record
             raise Conflict(f"run {run_id!r} is not going in this server process; it cannot be cancelled from here")
         active.cancel.set()
+        if active.record.status == "queued":
+            active.queue.cancel()
         active.record.progress.message = "cancelling: the run stops after the current step"
         active.touch()
         return active.record.model_copy(deep=True)
@@ -337,12 +341,16 @@ class RunManager:
     async def _execute(self, active: _Active, problems: list[Problem]) -> None:
         record = active.record
         try:
-            async with self._slots:
-                if active.cancel.is_set():
-                    record.status = "cancelled"
-                    record.stop_reason = "cancelled"
-                    return
+            with active.queue:
+                await self._slots.acquire_on_behalf_of(active)
+            if active.queue.cancel_called:
+                record.status = "cancelled"
+                record.stop_reason = "cancelled"
+                return
+            try:
                 await self._run(active, problems)
+            finally:
+                self._slots.release_on_behalf_of(active)
         except anyio.get_cancelled_exc_class():
             record.status = "interrupted"
             record.stop_reason = "the server stopped while the run was going; resume_learning_run continues it"

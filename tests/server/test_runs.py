@@ -196,9 +196,14 @@ async def test_runs_beyond_the_concurrency_limit_wait_in_the_queue(tmp_path: Pat
             await gate.reached.wait()
         assert (await call(client, "get_learning_run", run_id=first["run_id"]))["status"] == "running"
         assert (await call(client, "get_learning_run", run_id=second["run_id"]))["status"] == "queued"
+        third = await start(client, namespace="third")
+        await call(client, "cancel_learning_run", run_id=third["run_id"])
+        assert (await finish(client, third["run_id"]))["status"] == "cancelled"
+        assert (await call(client, "get_learning_run", run_id=first["run_id"]))["status"] == "running"
         gate.opened.set()
         assert (await finish(client, first["run_id"]))["status"] == "succeeded"
         assert (await finish(client, second["run_id"]))["status"] == "succeeded"
+        assert (await call(client, "get_learning_run", run_id=third["run_id"]))["steps"] == []
 
 
 async def test_a_token_budget_stops_the_run_between_steps(tmp_path: Path, test_embedder: Embedder) -> None:
