@@ -80,6 +80,7 @@ def create_server(
         owned = ModelProvider(settings) if provider is None else None
         try:
             async with anyio.create_task_group() as tasks:
+                store.count_in_background(tasks)
                 backends = provider or owned
                 assert backends is not None
                 runs = RunManager(settings=settings, store=store, provider=backends, task_group=tasks)
@@ -90,6 +91,8 @@ def create_server(
                 try:
                     yield AppState(settings=settings, store=store, runs=runs, outcomes=outcomes)
                 finally:
+                    with anyio.CancelScope(shield=True), anyio.move_on_after(10):
+                        await store.settle()
                     tasks.cancel_scope.cancel()
         finally:
             with anyio.CancelScope(shield=True):

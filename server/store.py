@@ -104,6 +104,7 @@ class ExperienceStore(StoreCore):
 
     async def aclose(self) -> None:
         """Release locks and the Chroma connection (the last process out stops a shared Chroma host)."""
+        await self.settle()
         self._spaces.clear()
         await self._connection.aclose()
 
@@ -178,6 +179,7 @@ class ExperienceStore(StoreCore):
     async def get(self, experience_id: str) -> Experience:
         """One experience, active or retired."""
         namespace = self._experience_namespace(experience_id)
+        await self.settle()
         return (await self._record(await self._space(namespace), experience_id)).experience()
 
     async def list(
@@ -192,6 +194,7 @@ class ExperienceStore(StoreCore):
         """A page of a namespace's experiences, oldest first."""
         namespace = self._namespace(namespace)
         limit = self._page_limit(limit)
+        await self.settle()
         if status not in ("active", "retired", "all"):
             raise InvalidInput(f"status {status!r} is not valid: use 'active', 'retired' or 'all'")
         after = (0, -1)
@@ -217,7 +220,9 @@ class ExperienceStore(StoreCore):
         """The ``k`` active experiences that best fit ``task``, best first; counts them as retrieved."""
         found = await self.relevant(namespace, task, k=k, min_score=min_score)
         if found:
-            await self._bump(namespace, {item.experience_id: {"retrieved": 1} for item in found})
+            increments = {item.experience_id: {"retrieved": 1} for item in found}
+            if not self._count_later(namespace, increments):
+                await self._bump(namespace, increments)
             for item in found:
                 item.counters.retrieved += 1
         return found
@@ -347,6 +352,7 @@ class ExperienceStore(StoreCore):
     async def export(self, namespace: str) -> LibraryExport:
         """Every experience of a namespace, active and retired, as portable JSON."""
         namespace = self._namespace(namespace)
+        await self.settle()
         space = await self._space(namespace)
         records = await self._run(space.view.all, "all") if space is not None else []
         version = await self._run(space.log.head) if space is not None else 0

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import builtins
 import functools
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import anyio
 import anyio.to_thread
 import httpx
+from anyio.abc import TaskGroup
 
 from learner.library import Provenance
 from learner.words import experience_text_problem, normalize_experience_text
@@ -33,6 +36,8 @@ from server.models import (
 )
 from server.planning import id_namespace
 from server.settings import Settings
+
+logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from server.embedder import Embedder
@@ -82,6 +87,41 @@ class StoreCore:
         self._spaces: dict[str, Space] = {}
         self._registry: Any = None
         self._registered: set[str] = set()
+        self._background: TaskGroup | None = None
+        self._counting = 0
+        self._counted = anyio.Event()
+        self._counted.set()
+
+    def count_in_background(self, task_group: TaskGroup) -> None:
+        """Record retrieval counts after answering, in ``task_group`` (the server's), off the request's path.
+
+        Reads that report counters (get, list, export) first wait for counts still being written, so a client
+        always sees its own retrievals counted.
+        """
+        self._background = task_group
+
+    def _count_later(self, namespace: str, increments: dict[str, dict[str, int]]) -> bool:
+        if self._background is None:
+            return False
+        if self._counting == 0:
+            self._counted = anyio.Event()
+        self._counting += 1
+        self._background.start_soon(self._count, namespace, increments)
+        return True
+
+    async def _count(self, namespace: str, increments: dict[str, dict[str, int]]) -> None:
+        try:
+            await self._bump(namespace, increments)
+        except Exception:  # noqa: BLE001 - a lost usage count must not take the server down
+            logger.exception("could not record retrieval counts in %r", namespace)
+        finally:
+            self._counting -= 1
+            if self._counting == 0:
+                self._counted.set()
+
+    async def settle(self) -> None:
+        """Wait until retrieval counts written in the background are stored."""
+        await self._counted.wait()
 
     def _namespace(self, namespace: str) -> str:
         try:
