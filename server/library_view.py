@@ -17,6 +17,10 @@ from typing import Any
 from learner.library import Provenance
 from server.models import Change, Counters, Experience, ExperienceStatus
 
+_PAGE = 5000
+"""Records per paged read."""
+_QUERY_BATCH = 500
+"""Query vectors per request."""
 _CHUNK = 1000
 COUNTER_KEYS = ("retrieved", "helpful", "harmful")
 
@@ -140,11 +144,18 @@ class NamespaceView:
         for collection in collections[status]:
             if collection is None:
                 continue
-            got = collection.get(where=where, include=["documents", "metadatas"])
-            for record in _records(got, with_embeddings=False):
-                current = found.get(record.experience_id)
-                if current is None or record.version > current.version:
-                    found[record.experience_id] = record
+            # Paged: one unbounded get of more than ~32k records fails in Chroma's SQLite ("too many SQL variables").
+            offset = 0
+            while True:
+                got = collection.get(where=where, include=["documents", "metadatas"], limit=_PAGE, offset=offset)
+                records = _records(got, with_embeddings=False)
+                for record in records:
+                    current = found.get(record.experience_id)
+                    if current is None or record.version > current.version:
+                        found[record.experience_id] = record
+                if len(records) < _PAGE:
+                    break
+                offset += _PAGE
         if status != "all":
             return sorted((r for r in found.values() if r.status == status), key=lambda r: r.order)
         return sorted(found.values(), key=lambda r: r.order)
@@ -153,20 +164,22 @@ class NamespaceView:
         """For each vector, up to ``n`` active records with their cosine similarity, most similar first."""
         if self.active is None or not vectors:
             return [[] for _ in vectors]
-        got = self.active.query(
-            query_embeddings=[list(v) for v in vectors],
-            n_results=n,
-            include=["documents", "metadatas", "distances"],
-        )
         results: list[list[tuple[Record, float]]] = []
-        for ids, documents, metadatas, distances in zip(
-            got["ids"], got["documents"] or [], got["metadatas"] or [], got["distances"] or [], strict=True
-        ):
-            row = [
-                (Record(experience_id=key, text=text, metadata=dict(meta)), 1.0 - float(distance))
-                for key, text, meta, distance in zip(ids, documents, metadatas, distances, strict=True)
-            ]
-            results.append(row)
+        # Batched: thousands of query vectors in one request exceed the Chroma server's payload limit.
+        for start in range(0, len(vectors), _QUERY_BATCH):
+            got = self.active.query(
+                query_embeddings=[list(v) for v in vectors[start : start + _QUERY_BATCH]],
+                n_results=n,
+                include=["documents", "metadatas", "distances"],
+            )
+            for ids, documents, metadatas, distances in zip(
+                got["ids"], got["documents"] or [], got["metadatas"] or [], got["distances"] or [], strict=True
+            ):
+                row = [
+                    (Record(experience_id=key, text=text, metadata=dict(meta)), 1.0 - float(distance))
+                    for key, text, meta, distance in zip(ids, documents, metadatas, distances, strict=True)
+                ]
+                results.append(row)
         return results
 
     def write(
