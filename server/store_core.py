@@ -88,6 +88,8 @@ class StoreCore:
         self._registry: Any = None
         self._registered: set[str] = set()
         self._background: TaskGroup | None = None
+        self._pending_counts: dict[str, dict[str, dict[str, int]]] = {}
+        self._flushing: set[str] = set()
         self._counting = 0
         self._counted = anyio.Event()
         self._counted.set()
@@ -103,18 +105,29 @@ class StoreCore:
     def _count_later(self, namespace: str, increments: dict[str, dict[str, int]]) -> bool:
         if self._background is None:
             return False
-        if self._counting == 0:
-            self._counted = anyio.Event()
-        self._counting += 1
-        self._background.start_soon(self._count, namespace, increments)
+        pending = self._pending_counts.setdefault(namespace, {})
+        for experience_id, counts in increments.items():
+            merged = pending.setdefault(experience_id, {})
+            for key, amount in counts.items():
+                merged[key] = merged.get(key, 0) + amount
+        if namespace not in self._flushing:
+            self._flushing.add(namespace)
+            if self._counting == 0:
+                self._counted = anyio.Event()
+            self._counting += 1
+            self._background.start_soon(self._flush_counts, namespace)
         return True
 
-    async def _count(self, namespace: str, increments: dict[str, dict[str, int]]) -> None:
+    async def _flush_counts(self, namespace: str) -> None:
+        # Counts that arrive while one write runs are merged and written together by the next one.
         try:
-            await self._bump(namespace, increments)
-        except Exception:  # noqa: BLE001 - a lost usage count must not take the server down
-            logger.exception("could not record retrieval counts in %r", namespace)
+            while pending := self._pending_counts.pop(namespace, None):
+                try:
+                    await self._bump(namespace, pending)
+                except Exception:  # noqa: BLE001 - a lost usage count must not take the server down
+                    logger.exception("could not record retrieval counts in %r", namespace)
         finally:
+            self._flushing.discard(namespace)
             self._counting -= 1
             if self._counting == 0:
                 self._counted.set()
