@@ -17,6 +17,7 @@ from learner import EvaluationReport, LibraryEntry, Problem, RunConfig, evaluate
 from server.demo_session import run_session
 from server.demo_tasks import generate_tasks
 from server.learn_command import learn_with_progress, step_table
+from server.model_provider import ModelProvider
 from server.settings import Settings
 from server.store import ExperienceStore
 
@@ -38,10 +39,11 @@ def _accuracy_row(table: Table, label: str, report: EvaluationReport) -> None:
     )
 
 
-async def run_demo(settings: Settings, args: argparse.Namespace, console: Console) -> None:
+async def run_demo(
+    settings: Settings, args: argparse.Namespace, console: Console, provider: ModelProvider | None = None
+) -> None:
     """Generate tasks, measure, learn, measure again with retrieved experiences, then serve a client."""
     from server.embedder import make_embedder  # noqa: PLC0415
-    from server.model_provider import ModelProvider  # noqa: PLC0415
 
     namespace = args.namespace or "demo-" + datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     split = generate_tasks(args.seed, args.train, args.heldout)
@@ -63,7 +65,7 @@ async def run_demo(settings: Settings, args: argparse.Namespace, console: Consol
         f"namespace [bold]{namespace}[/]; data dir {settings.data_dir}"
     )
     store = await ExperienceStore.open(settings, make_embedder(settings))
-    provider = ModelProvider(settings)
+    provider = provider or ModelProvider(settings)
     try:
         started = time.perf_counter()
         backends, endpoint = await provider.backends()
@@ -132,7 +134,30 @@ async def run_demo(settings: Settings, args: argparse.Namespace, console: Consol
         await store.aclose()
 
     console.rule("4. a real MCP client session (stdio) retrieving for a new task")
-    await run_session(settings.data_dir, namespace=namespace, out=console.print, add_samples=False)
+    [new_task] = generate_tasks(args.seed + 1, 1, 0).train
+    await run_session(
+        settings.data_dir, namespace=namespace, out=console.print, add_samples=False, task=new_task.question
+    )
+
+
+def demo_parser() -> argparse.ArgumentParser:
+    """A parser with only the demo's options (for calling :func:`run_demo` from code)."""
+    parser = argparse.ArgumentParser(prog="debrief demo")
+    _options(parser)
+    return parser
+
+
+def _options(demo: argparse.ArgumentParser) -> None:
+    demo.add_argument("--namespace", default=None, help="namespace to learn into (default: a new demo-<time>)")
+    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--train", type=int, default=16, help="training problems")
+    demo.add_argument("--heldout", type=int, default=10, help="held-out problems")
+    demo.add_argument("--samples", type=int, default=4, help="samples per held-out problem")
+    demo.add_argument("--epochs", type=int, default=1)
+    demo.add_argument("--batch-size", type=int, default=8)
+    demo.add_argument("--group-size", type=int, default=4)
+    demo.add_argument("--max-tokens", type=int, default=96, help="completion cap per attempt")
+    demo.add_argument("-k", type=int, default=3, help="experiences retrieved per held-out problem")
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -154,14 +179,5 @@ def register(commands: Any, common: Callable[[argparse.ArgumentParser], None]) -
         help="run the whole loop on the embedded defaults: measure, learn, measure again, serve a client",
     )
     common(demo)
-    demo.add_argument("--namespace", default=None, help="namespace to learn into (default: a new demo-<time>)")
-    demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("--train", type=int, default=16, help="training problems")
-    demo.add_argument("--heldout", type=int, default=10, help="held-out problems")
-    demo.add_argument("--samples", type=int, default=4, help="samples per held-out problem")
-    demo.add_argument("--epochs", type=int, default=1)
-    demo.add_argument("--batch-size", type=int, default=8)
-    demo.add_argument("--group-size", type=int, default=4)
-    demo.add_argument("--max-tokens", type=int, default=96, help="completion cap per attempt")
-    demo.add_argument("-k", type=int, default=3, help="experiences retrieved per held-out problem")
+    _options(demo)
     demo.set_defaults(handler=_demo)

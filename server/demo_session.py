@@ -27,7 +27,12 @@ def server_parameters(data_dir: Path, extra_env: dict[str, str] | None = None) -
 
 
 async def run_session(
-    data_dir: Path, namespace: str = "demo", out: Callable[[str], Any] = print, *, add_samples: bool = True
+    data_dir: Path,
+    namespace: str = "demo",
+    out: Callable[[str], Any] = print,
+    *,
+    add_samples: bool = True,
+    task: str = SAMPLE_TASK,
 ) -> None:
     """Optionally add sample experiences, retrieve for a task and show the history, over a real stdio connection."""
     async with Client(server_parameters(data_dir), read_timeout_seconds=120) as client:
@@ -38,12 +43,15 @@ async def run_session(
             data = result.structured_content or {}
             state = "added" if data.get("created") else "already there"
             out(f"  add_experience -> {data.get('experience', {}).get('experience_id')} ({state})")
-        result = await client.call_tool("retrieve_experiences", {"task": SAMPLE_TASK, "namespace": namespace, "k": 2})
+        result = await client.call_tool("retrieve_experiences", {"task": task, "namespace": namespace, "k": 2})
         data = result.structured_content or {}
-        out(f"\nretrieve_experiences for: {SAMPLE_TASK}")
+        out(f"\nretrieve_experiences for: {task}")
         for item in data.get("experiences", []):
             out(f"  {item['score']:.3f}  {item['text']}")
-        out("\nprompt block handed to the model:\n" + str(data.get("prompt_block", "")))
+        if data.get("experiences"):
+            out("\nprompt block handed to the model:\n" + str(data.get("prompt_block", "")))
+        else:
+            out(f"  (no experiences in {namespace!r} yet: nothing to hand to the model)")
         result = await client.call_tool("library_history", {"namespace": namespace})
         data = result.structured_content or {}
         out(f"\nlibrary_history: version {data.get('current_version')}")

@@ -1,0 +1,68 @@
+"""`debrief demo` end to end with the model scripted at the backend seam: it measures, learns, measures again
+with retrieved experiences, prints the library and tables, and serves a real stdio client."""
+
+from __future__ import annotations
+
+import random
+import zlib
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from rich.console import Console
+
+from learner import Backends, FunctionBackend
+from learner.backend import ChatRequest
+from server.demo import demo_parser, run_demo
+from server.demo_tasks import generate_tasks
+from server.model_provider import ModelProvider
+from server.settings import Settings
+from tests.learner.scripted import LESSON, reflector
+
+pytestmark = pytest.mark.anyio
+
+
+class DemoProvider(ModelProvider):
+    """A policy that knows the demo's answers and gets them right far more often with the lesson in view."""
+
+    def __init__(self, settings: Settings, answers: dict[str, str]) -> None:
+        super().__init__(settings)
+        self.answers = answers
+        self.reflect = FunctionBackend(reflector(), model="reflect-model")
+
+        def policy(request: ChatRequest, choice: int) -> str:
+            question = request.messages[-1].content
+            right = self.answers[question]
+            rng = random.Random(zlib.crc32(question.encode()) + (request.seed or 0) + choice)
+            p = 0.9 if LESSON in request.messages[0].content else 0.25
+            return f"Answer: {right if rng.random() < p else int(right) + 1}"
+
+        self.policy = FunctionBackend(policy, model="policy-model")
+
+    async def backends(self, model: str | None = None) -> tuple[Backends, Any]:
+        endpoint = type("Endpoint", (), {"model": "scripted", "base_url": "in-process", "local": False})()
+        return Backends(policy=self.policy, reflect=self.reflect), endpoint
+
+
+async def test_the_demo_learns_the_lesson_and_shows_the_gain_and_a_client_session(tmp_path: Path) -> None:
+    args = demo_parser().parse_args(["--namespace", "demo-test", "--seed", "3"])
+    split = generate_tasks(args.seed, args.train, args.heldout)
+    answers = {task.question: task.answer for task in (*split.train, *split.heldout)}
+    settings = Settings(data_dir=tmp_path / "data")
+    console = Console(record=True, width=160)
+    with anyio.fail_after(240):
+        await run_demo(settings, args, console, provider=DemoProvider(settings, answers))
+    text = console.export_text()
+    assert "1. held-out accuracy without experiences" in text
+    assert "the learned library (1 experiences)" in text
+    assert LESSON in text
+    assert "without experiences" in text and "with experiences" in text
+    before, after = (
+        float(line.split("│")[2])
+        for line in text.splitlines()
+        if "with experiences │" in line or "without experiences │" in line
+    )
+    assert after > before
+    assert "connected over stdio" in text and "retrieve_experiences for:" in text
+    assert f"store: {settings.data_dir}" in text
