@@ -103,6 +103,27 @@ def _cap_problem(operation: Operation) -> str | None:
     return None
 
 
+def _resolve_checked(
+    operation: Operation,
+    aliases: AliasMap,
+    *,
+    stage: Literal["advantage", "consolidation"],
+    problem_id: str | None,
+) -> Operation | RejectedRecord:
+    """The operation with stable ids, or why it is rejected: over the word cap, or naming an unknown alias."""
+    cap = _cap_problem(operation)
+    resolved = resolve_operation(operation, aliases)
+    if cap is None and not isinstance(resolved, str):
+        return resolved
+    return RejectedRecord(
+        operation=operation,
+        kind="over_word_cap" if cap is not None else "unknown_experience",
+        reason=cap if cap is not None else str(resolved),
+        stage=stage,
+        problem_id=problem_id,
+    )
+
+
 async def summarize(
     caller: Caller,
     settings: ReflectSettings,
@@ -167,20 +188,11 @@ async def group_advantage(
                 )
             )
             continue
-        cap = _cap_problem(operation)
-        resolved = resolve_operation(operation, aliases)
-        if cap is not None or isinstance(resolved, str):
-            rejected.append(
-                RejectedRecord(
-                    operation=operation,
-                    kind="over_word_cap" if cap is not None else "unknown_experience",
-                    reason=cap if cap is not None else str(resolved),
-                    stage="advantage",
-                    problem_id=problem.problem_id,
-                )
-            )
+        checked = _resolve_checked(operation, aliases, stage="advantage", problem_id=problem.problem_id)
+        if isinstance(checked, RejectedRecord):
+            rejected.append(checked)
             continue
-        proposals.append(Proposal(operation=resolved, problem_id=problem.problem_id))
+        proposals.append(Proposal(operation=checked, problem_id=problem.problem_id))
     return proposals, rejected
 
 
@@ -217,19 +229,11 @@ async def consolidate(
         return [], rejected
     operations: list[Operation] = []
     for operation in plan.operations:
-        cap = _cap_problem(operation)
-        resolved = resolve_operation(operation, aliases)
-        if cap is not None or isinstance(resolved, str):
-            rejected.append(
-                RejectedRecord(
-                    operation=operation,
-                    kind="over_word_cap" if cap is not None else "unknown_experience",
-                    reason=cap if cap is not None else str(resolved),
-                    stage="consolidation",
-                )
-            )
+        checked = _resolve_checked(operation, aliases, stage="consolidation", problem_id=None)
+        if isinstance(checked, RejectedRecord):
+            rejected.append(checked)
             continue
-        operations.append(resolved)
+        operations.append(checked)
     return operations, rejected
 
 
