@@ -113,10 +113,17 @@ def register_run_tools(server: MCPServer[AppState]) -> None:
             return await _runs(ctx).cancel(run_id)
 
     @server.tool(annotations=STARTS)
-    async def resume_learning_run(run_id: RunId, ctx: Context[AppState]) -> RunRecord:
+    async def resume_learning_run(
+        run_id: RunId,
+        ctx: Context[AppState],
+        budget_tokens: Annotated[
+            int | None, Field(ge=1, description="New token budget for the whole run (e.g. after a budget stop).")
+        ] = None,
+        budget_usd: Annotated[float | None, Field(gt=0, description="New dollar budget for the whole run.")] = None,
+    ) -> RunRecord:
         """Continue an interrupted, failed, cancelled or budget-stopped run from its last finished step."""
         with tool_errors():
-            return await _runs(ctx).resume(run_id)
+            return await _runs(ctx).resume(run_id, budget_tokens=budget_tokens, budget_usd=budget_usd)
 
     @server.tool(annotations=READS)
     async def list_learning_runs(ctx: Context[AppState], namespace: Namespace | None = None) -> RunList:

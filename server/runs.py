@@ -216,8 +216,13 @@ class RunManager:
         self._launch(record, problems)
         return record.model_copy(deep=True)
 
-    async def resume(self, run_id: str) -> RunRecord:
-        """Continue an interrupted, failed or cancelled run from its last finished step."""
+    async def resume(
+        self, run_id: str, *, budget_tokens: int | None = None, budget_usd: float | None = None
+    ) -> RunRecord:
+        """Continue an interrupted, failed, cancelled or budget-stopped run from its last finished step.
+
+        New budgets replace the old ones (they cover the whole run, steps already done included).
+        """
         if run_id in self._active:
             raise Conflict(f"run {run_id!r} is still going; wait for it or cancel it first")
         record = await anyio.to_thread.run_sync(self._load, run_id)
@@ -228,6 +233,15 @@ class RunManager:
             )
         if record.owner_pid is not None and record.owner_pid != os.getpid() and _pid_alive(record.owner_pid):
             raise Conflict(f"run {run_id!r} belongs to the running process {record.owner_pid}; resume it there")
+        if budget_tokens is not None:
+            if budget_tokens > self._settings.max_run_budget_tokens:
+                raise InvalidInput(
+                    f"budget_tokens {budget_tokens} is over this server's limit of "
+                    f"{self._settings.max_run_budget_tokens}: ask for less"
+                )
+            record.budget_tokens = budget_tokens
+        if budget_usd is not None:
+            record.budget_usd = budget_usd
         await self._check_daily_cap()
         problems = await self._problems(record.request)
         record.status = "queued"

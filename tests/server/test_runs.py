@@ -206,13 +206,19 @@ async def test_runs_beyond_the_concurrency_limit_wait_in_the_queue(tmp_path: Pat
         assert (await call(client, "get_learning_run", run_id=third["run_id"]))["steps"] == []
 
 
-async def test_a_token_budget_stops_the_run_between_steps(tmp_path: Path, test_embedder: Embedder) -> None:
+async def test_a_token_budget_stops_the_run_between_steps_and_a_larger_one_finishes_it(
+    tmp_path: Path, test_embedder: Embedder
+) -> None:
     settings = settings_for(tmp_path)
     async with connect(settings, test_embedder, ScriptedProvider(settings)) as client:
         started = await start(client, epochs=3, budget_tokens=2_000)
         record = await finish(client, started["run_id"])
         assert record["stop_reason"] == "budget"
         assert 1 <= len(record["steps"]) < 6
+        await call(client, "resume_learning_run", run_id=started["run_id"], budget_tokens=1_000_000)
+        resumed = await finish(client, started["run_id"])
+        assert resumed["stop_reason"] == "finished"
+        assert len(resumed["steps"]) == 6
 
 
 async def test_the_daily_spending_cap_stops_a_run_and_refuses_the_next(tmp_path: Path, test_embedder: Embedder) -> None:
