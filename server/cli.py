@@ -73,14 +73,7 @@ def _experiences(args: argparse.Namespace) -> int:
                 if args.format == "json":
                     text = export.model_dump_json(indent=2) + "\n"
                 else:
-                    page = await store.list(args.namespace, limit=settings.limits.page_size)
-                    items = list(page.items)
-                    while page.next_cursor is not None:
-                        page = await store.list(
-                            args.namespace, cursor=page.next_cursor, limit=settings.limits.page_size
-                        )
-                        items.extend(page.items)
-                    text = library_text(args.namespace, export.version, items)
+                    text = library_text(args.namespace, export.version, await store.active(args.namespace))
                 if args.output is None:
                     sys.stdout.write(text)
                 else:

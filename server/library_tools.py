@@ -11,9 +11,9 @@ from pydantic import Field
 from learner.library import Provenance
 from server.app import AppState, tool_errors
 from server.guidance import library_text, prompt_block, protocol_text
-from server.models import Change, Experience, LibraryExport, Namespace
+from server.models import Change, LibraryExport, Namespace
 from server.settings import Settings
-from server.store import AddResult, ChangeResult, ExperiencePage, ExperienceStore
+from server.store import AddResult, ChangeResult, ExperiencePage
 from server.tool_models import HistoryPage, ImportResult, NamespaceList, RetrieveResult
 
 READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
@@ -145,7 +145,7 @@ def register_library_tools(server: MCPServer[AppState], settings: Settings) -> N
         store = _state(ctx).store
         with tool_errors():
             changes = await store.history(namespace, since_version=since_version, limit=limit)
-            current = await _current_version(store, namespace)
+            current = await store.version(namespace)
         last = changes[-1].version if changes else since_version
         return HistoryPage(
             namespace=namespace,
@@ -198,7 +198,7 @@ def register_library_tools(server: MCPServer[AppState], settings: Settings) -> N
         store = _state(ctx).store
         with tool_errors():
             change = await store.import_library(namespace, data, mode=mode)
-            version = change.version if change is not None else await _current_version(store, namespace)
+            version = change.version if change is not None else await store.version(namespace)
         return ImportResult(namespace=namespace, mode=mode, version=version, change=change)
 
     @server.resource(
@@ -210,8 +210,8 @@ def register_library_tools(server: MCPServer[AppState], settings: Settings) -> N
     async def experience_library(namespace: str, ctx: Context[AppState]) -> str:
         store = _state(ctx).store
         with tool_errors():
-            items = await _all_active(store, namespace)
-            version = await _current_version(store, namespace)
+            items = await store.active(namespace)
+            version = await store.version(namespace)
         return library_text(namespace, version, items)
 
     @server.prompt(
@@ -221,21 +221,3 @@ def register_library_tools(server: MCPServer[AppState], settings: Settings) -> N
     )
     def use_experience_memory(namespace: str = "default") -> str:
         return protocol_text(namespace)
-
-
-async def _current_version(store: ExperienceStore, namespace: str) -> int:
-    for info in await store.namespaces():
-        if info.namespace == namespace:
-            return info.version
-    return 0
-
-
-async def _all_active(store: ExperienceStore, namespace: str) -> list[Experience]:
-    items: list[Experience] = []
-    cursor: str | None = None
-    while True:
-        page = await store.list(namespace, cursor=cursor, limit=100)
-        items.extend(page.items)
-        if page.next_cursor is None:
-            return items
-        cursor = page.next_cursor

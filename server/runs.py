@@ -380,7 +380,7 @@ class RunManager:
                     record.status = "interrupted"
                 record.finished_at = _now()
                 record.owner_pid = None
-                record.version_after = await self._version(record.namespace)
+                record.version_after = await self._store.version(record.namespace)
                 await anyio.to_thread.run_sync(self._save, record)
                 self._active.pop(record.run_id, None)
                 active.touch()
@@ -393,7 +393,7 @@ class RunManager:
         record.status = "running"
         record.started_at = record.started_at or _now()
         if record.version_before is None:
-            record.version_before = await self._version(record.namespace)
+            record.version_before = await self._store.version(record.namespace)
         await anyio.to_thread.run_sync(self._save, record)
         active.touch()
         config = RunConfig(
@@ -441,12 +441,6 @@ class RunManager:
         record.progress.prompt_tokens = report.total.prompt_tokens
         record.progress.completion_tokens = report.total.completion_tokens
         record.progress.cost_usd = report.total.cost_usd
-
-    async def _version(self, namespace: str) -> int:
-        for info in await self._store.namespaces():
-            if info.namespace == namespace:
-                return info.version
-        return 0
 
 
 def _describe(error: BaseException) -> str:

@@ -266,6 +266,12 @@ class ExperienceStore(StoreCore):
         records = await self._run(space.view.all, "active") if space is not None else []
         return [record.experience() for record in records]
 
+    async def version(self, namespace: str) -> int:
+        """The namespace's current library version (0 before its first change)."""
+        namespace = self._namespace(namespace)
+        space = await self._space(namespace)
+        return await self._run(space.log.head) if space is not None else 0
+
     async def namespaces(self) -> builtins.list[NamespaceInfo]:
         """Every namespace with its library version and sizes."""
         got = await self._run(functools.partial(self._registry.get, include=["metadatas"]))
