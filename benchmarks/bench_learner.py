@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import anyio
 
-from learner import (
+from debrief.learner import (
     Backends,
     FunctionBackend,
     InMemoryLibrary,
@@ -31,7 +31,7 @@ from learner import (
     make_verifier,
     run_learning,
 )
-from learner.backend import ChatReply, ChatRequest
+from debrief.learner.backend import ChatReply, ChatRequest
 
 
 def addition(rng: random.Random) -> tuple[str, str]:

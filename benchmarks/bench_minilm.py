@@ -1,4 +1,4 @@
-"""Throughput and resident memory of server.minilm.MiniLMEmbedder.
+"""Throughput and resident memory of debrief.server.embedding.minilm.MiniLMEmbedder.
 
 Run from the repository root:  .venv/bin/python benchmarks/bench_minilm.py
 (and with OPENBLAS_NUM_THREADS=1 in front to compare BLAS threading).
@@ -11,7 +11,7 @@ import time
 
 import anyio
 
-from server.minilm import MiniLMEmbedder
+from debrief.server.embedding.minilm import MiniLMEmbedder
 
 
 def rss_mb() -> float:

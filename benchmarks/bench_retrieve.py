@@ -2,7 +2,7 @@
 
 Run by hand (not a test). For each size it (1) grows one namespace ("bench") to N distinct template-generated
 experiences through the store's public API (``import_library`` in merge mode, in chunks), (2) starts
-``python -m server serve`` as a real stdio subprocess and, for each of --queries distinct task texts, measures
+``python -m debrief.server serve`` as a real stdio subprocess and, for each of --queries distinct task texts, measures
 in this process, interleaved so machine load hits all of them alike:
 
 - the embed floor: ``MiniLMEmbedder.embed_sync([task])`` (warm);
@@ -43,15 +43,15 @@ import anyio
 from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
-from learner.library import Provenance
-from learner.operations import AddOperation
-from learner.words import count_words
-from server.chroma_client import connect
-from server.library_view import collection_name
-from server.minilm import MiniLMEmbedder
-from server.models import ExportedExperience, LibraryExport
-from server.settings import Settings
-from server.store import ExperienceStore
+from debrief.learner.library import Provenance
+from debrief.learner.operations import AddOperation
+from debrief.learner.words import count_words
+from debrief.server.chroma.client import connect
+from debrief.server.embedding.minilm import MiniLMEmbedder
+from debrief.server.settings import Settings
+from debrief.server.store.experience_store import ExperienceStore
+from debrief.server.store.models import ExportedExperience, LibraryExport
+from debrief.server.store.namespace_view import collection_name
 
 NAMESPACE = "bench"
 K = 5
@@ -304,7 +304,7 @@ def proc_memory(pid: int) -> dict[str, int]:
 
 
 def find_server_pid(data_dir: Path) -> int:
-    """The ``python -m server serve --data-dir <data_dir>`` process (the data dir is unique to this run)."""
+    """The ``python -m debrief.server serve --data-dir <data_dir>`` process (the data dir is unique to this run)."""
     wanted = str(data_dir).encode()
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -360,7 +360,9 @@ def server_env(data_dir: Path) -> dict[str, str]:
 
 def server_params(data_dir: Path) -> StdioServerParameters:
     return StdioServerParameters(
-        command=sys.executable, args=["-m", "server", "serve", "--data-dir", str(data_dir)], env=server_env(data_dir)
+        command=sys.executable,
+        args=["-m", "debrief.server", "serve", "--data-dir", str(data_dir)],
+        env=server_env(data_dir),
     )
 
 

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping
 
 from pydantic import BaseModel, Field
 
-from learner.backend import Stage, Usage
+from debrief.learner.backend import Stage, Usage
 
 
 class TokenCount(BaseModel):

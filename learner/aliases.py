@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from learner.library import LibraryEntry
-from learner.operations import AddOperation, DeleteOperation, MergeOperation, ModifyOperation, Operation
+from debrief.learner.library import LibraryEntry
+from debrief.learner.operations import AddOperation, DeleteOperation, MergeOperation, ModifyOperation, Operation
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Finishing a step after a crash between its ``library.apply`` and the checkpoint that records it.
 
 The run saves the plan with a digest of the library's entries before applying it. On resume the step is applied
-only if it did not land: libraries implementing :class:`learner.library.AppliedLookup` say so directly; for the
+only if it did not land: libraries implementing :class:`debrief.learner.library.AppliedLookup` say so directly; for the
 others, unchanged entries mean nothing landed, and changed entries that show any of the plan's operations mean
 it did (other writers may have changed the library in between, so that is the best the entries can tell).
 """
@@ -12,12 +12,12 @@ import hashlib
 import json
 from collections.abc import Sequence
 
-from learner.checkpoint import ApplyingStep
-from learner.consolidation import Applied, apply_plan
-from learner.library import AppliedLookup, Library, LibraryEntry
-from learner.operations import Operation
-from learner.records import AppliedRecord, RejectedRecord
-from learner.words import normalize_experience_text
+from debrief.learner.checkpoint import ApplyingStep
+from debrief.learner.consolidation import Applied, apply_plan
+from debrief.learner.library import AppliedLookup, Library, LibraryEntry
+from debrief.learner.operations import Operation
+from debrief.learner.records import AppliedRecord, RejectedRecord
+from debrief.learner.words import normalize_experience_text
 
 
 def entries_digest(entries: Sequence[LibraryEntry]) -> str:

@@ -84,7 +84,7 @@ class ChatBackend(Protocol):
     """Anything that completes chats: the OpenAI-compatible adapter, a scripted test backend, ..."""
 
     async def complete(self, request: ChatRequest) -> ChatReply:
-        """Complete ``request``; raise :class:`learner.errors.BackendError` when it cannot."""
+        """Complete ``request``; raise :class:`debrief.learner.errors.BackendError` when it cannot."""
         ...
 
 

@@ -8,8 +8,8 @@ from typing import Literal
 
 import anyio
 
-from learner.accounting import Ledger, PriceTable, TokenCount
-from learner.backend import Backends, ChatReply, ChatRequest, Role
+from debrief.learner.accounting import Ledger, PriceTable, TokenCount
+from debrief.learner.backend import Backends, ChatReply, ChatRequest, Role
 
 StructuredMode = Literal["json_schema", "json_object", "plain"]
 """How structured output is asked for: a JSON schema, a JSON object with a schema, or plain prompting."""

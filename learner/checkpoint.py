@@ -9,10 +9,10 @@ from typing import Any, Protocol
 import anyio
 from pydantic import BaseModel, Field
 
-from learner.accounting import TokenCount
-from learner.library import Provenance
-from learner.operations import Operation
-from learner.records import Proposal, StepRecord
+from debrief.learner.accounting import TokenCount
+from debrief.learner.library import Provenance
+from debrief.learner.operations import Operation
+from debrief.learner.records import Proposal, StepRecord
 
 
 class RolloutRecord(BaseModel):

@@ -7,8 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from learner.accounting import PriceTable
-from learner.prompts import DEFAULT_INSTRUCTIONS
+from debrief.learner.accounting import PriceTable
+from debrief.learner.prompts import DEFAULT_INSTRUCTIONS
 
 
 def new_run_id() -> str:

@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from learner.aliases import AliasMap
-from learner.calls import Caller
-from learner.errors import LearnerError
-from learner.library import ApplyResult, Library, Provenance
-from learner.operations import Operation
-from learner.records import AppliedRecord, Proposal, RejectedRecord
-from learner.reflection import ReflectSettings, consolidate
+from debrief.learner.aliases import AliasMap
+from debrief.learner.calls import Caller
+from debrief.learner.errors import LearnerError
+from debrief.learner.library import ApplyResult, Library, Provenance
+from debrief.learner.operations import Operation
+from debrief.learner.records import AppliedRecord, Proposal, RejectedRecord
+from debrief.learner.reflection import ReflectSettings, consolidate
 
 
 @dataclass(frozen=True, kw_only=True)

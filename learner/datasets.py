@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from learner.errors import ConfigError
+from debrief.learner.errors import ConfigError
 
 
 class Problem(BaseModel):

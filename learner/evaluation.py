@@ -12,16 +12,16 @@ from collections.abc import Awaitable, Callable, Sequence
 import anyio
 from pydantic import BaseModel, Field
 
-from learner.accounting import TokenCount
-from learner.aliases import AliasMap
-from learner.backend import Backends, ChatRequest
-from learner.calls import Caller
-from learner.config import RunConfig
-from learner.datasets import Problem
-from learner.library import LibraryEntry
-from learner.prompts import rollout_messages
-from learner.reflection import ReflectSettings, judge_response
-from learner.verifiers import Verifier, safe_score
+from debrief.learner.accounting import TokenCount
+from debrief.learner.aliases import AliasMap
+from debrief.learner.backend import Backends, ChatRequest
+from debrief.learner.calls import Caller
+from debrief.learner.config import RunConfig
+from debrief.learner.datasets import Problem
+from debrief.learner.library import LibraryEntry
+from debrief.learner.prompts import rollout_messages
+from debrief.learner.reflection import ReflectSettings, judge_response
+from debrief.learner.verifiers import Verifier, safe_score
 
 ExperiencesFor = Callable[[Problem], Awaitable[Sequence[LibraryEntry]]]
 """Which experiences to show for a problem (e.g. retrieved from a store); ``None`` evaluates without any."""

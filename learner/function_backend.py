@@ -6,7 +6,7 @@ import inspect
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from learner.backend import ChatReply, ChatRequest, Usage, estimate_tokens
+from debrief.learner.backend import ChatReply, ChatRequest, Usage, estimate_tokens
 
 ReplyFunction = Callable[[ChatRequest, int], str | Awaitable[str]]
 """Decides one choice: ``(request, choice) -> text``. ``choice`` counts from 0 within the request.
@@ -19,7 +19,7 @@ the same attempts.
 
 @dataclass
 class FunctionBackend:
-    """A :class:`learner.backend.ChatBackend` that calls ``function`` for every choice and records every request.
+    """A :class:`~debrief.learner.backend.ChatBackend` calling ``function`` for every choice, recording every request.
 
     ``honours_n=False`` makes it answer one choice whatever ``n`` asks for, like Ollama or llama.cpp.
     Usage is estimated from text length (four characters a token); the prompt is billed once per request.

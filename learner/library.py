@@ -8,8 +8,8 @@ from typing import Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, Field
 
-from learner.operations import Operation
-from learner.words import experience_text_problem, normalize_experience_text
+from debrief.learner.operations import Operation
+from debrief.learner.words import experience_text_problem, normalize_experience_text
 
 
 @dataclass(frozen=True, kw_only=True)

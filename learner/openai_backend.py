@@ -1,4 +1,4 @@
-"""A :class:`learner.backend.ChatBackend` for any OpenAI-compatible endpoint (OpenAI, vLLM, llama.cpp, Ollama)."""
+"""A ChatBackend for any OpenAI-compatible endpoint (OpenAI, vLLM, llama.cpp, Ollama)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import anyio
 import httpx2
 import openai
 
-from learner.backend import ChatReply, ChatRequest, Usage, estimate_tokens
-from learner.errors import BackendError, ResponseFormatRejected
+from debrief.learner.backend import ChatReply, ChatRequest, Usage, estimate_tokens
+from debrief.learner.errors import BackendError, ResponseFormatRejected
 
 logger = logging.getLogger(__name__)
 

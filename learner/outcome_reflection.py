@@ -13,18 +13,18 @@ from dataclasses import dataclass
 import anyio
 from pydantic import BaseModel, Field
 
-from learner.accounting import TokenCount
-from learner.aliases import AliasMap
-from learner.backend import STAGES, Backends
-from learner.calls import Caller
-from learner.config import RunConfig
-from learner.consolidation import consolidate_and_apply
-from learner.datasets import Problem, problem_key
-from learner.errors import ConfigError, LearnerError, describe
-from learner.library import Library, Provenance
-from learner.prompts import Grade, cut_to_budget
-from learner.records import AppliedRecord, Proposal, RejectedRecord
-from learner.reflection import ReflectSettings, group_advantage, summarize
+from debrief.learner.accounting import TokenCount
+from debrief.learner.aliases import AliasMap
+from debrief.learner.backend import STAGES, Backends
+from debrief.learner.calls import Caller
+from debrief.learner.config import RunConfig
+from debrief.learner.consolidation import consolidate_and_apply
+from debrief.learner.datasets import Problem, problem_key
+from debrief.learner.errors import ConfigError, LearnerError, describe
+from debrief.learner.library import Library, Provenance
+from debrief.learner.prompts import Grade, cut_to_budget
+from debrief.learner.records import AppliedRecord, Proposal, RejectedRecord
+from debrief.learner.reflection import ReflectSettings, group_advantage, summarize
 
 SUCCESS_REWARD = 0.5
 """A reward of at least this counts as a success."""

@@ -6,9 +6,9 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from learner.backend import Message, estimate_tokens
-from learner.operations import Operation
-from learner.words import MAX_EXPERIENCE_WORDS
+from debrief.learner.backend import Message, estimate_tokens
+from debrief.learner.operations import Operation
+from debrief.learner.words import MAX_EXPERIENCE_WORDS
 
 DEFAULT_INSTRUCTIONS = (
     "Solve the problem step by step. Finish with the final answer on its own line as \\boxed{answer}."

@@ -6,8 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from learner.accounting import TokenCount
-from learner.operations import Operation
+from debrief.learner.accounting import TokenCount
+from debrief.learner.operations import Operation
 
 RejectionKind = Literal["over_word_cap", "unknown_experience", "beyond_max_operations", "stale", "library_rejected"]
 

@@ -8,13 +8,13 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from learner.aliases import AliasMap, alias_operation, resolve_operation
-from learner.backend import ChatRequest
-from learner.calls import Caller
-from learner.config import RunConfig
-from learner.datasets import Problem
-from learner.operations import DeleteOperation, Operation
-from learner.prompts import (
+from debrief.learner.aliases import AliasMap, alias_operation, resolve_operation
+from debrief.learner.backend import ChatRequest
+from debrief.learner.calls import Caller
+from debrief.learner.config import RunConfig
+from debrief.learner.datasets import Problem
+from debrief.learner.operations import DeleteOperation, Operation
+from debrief.learner.prompts import (
     Grade,
     advantage_messages,
     consolidation_messages,
@@ -23,9 +23,9 @@ from learner.prompts import (
     shorten_objection,
     summary_messages,
 )
-from learner.records import Proposal, RejectedRecord
-from learner.structured import ask_structured
-from learner.words import MAX_EXPERIENCE_WORDS, count_words
+from debrief.learner.records import Proposal, RejectedRecord
+from debrief.learner.structured import ask_structured
+from debrief.learner.words import MAX_EXPERIENCE_WORDS, count_words
 
 
 class AttemptSummary(BaseModel):

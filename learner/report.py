@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from learner.records import RunReport
+from debrief.learner.records import RunReport
 
 
 def format_report(report: RunReport) -> str:

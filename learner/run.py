@@ -10,21 +10,21 @@ from dataclasses import dataclass
 
 import anyio
 
-from learner.accounting import Ledger, TokenCount, budget_stop_reason, total
-from learner.aliases import AliasMap
-from learner.apply_recovery import entries_digest, finish_interrupted_apply
-from learner.backend import STAGES, Backends, Role, Stage
-from learner.calls import Caller, StructuredMode
-from learner.checkpoint import ApplyingStep, Checkpoint, RolloutRecord, RunState
-from learner.config import RunConfig
-from learner.consolidation import Applied, apply_plan, plan_batch
-from learner.datasets import Problem
-from learner.errors import ConfigError
-from learner.events import EventKind, ProgressEvent
-from learner.library import Library, Provenance
-from learner.records import RunReport, StepRecord, StopReason
-from learner.step import GroupWork, StepContext, rejection_counts, run_groups
-from learner.verifiers import Verifier
+from debrief.learner.accounting import Ledger, TokenCount, budget_stop_reason, total
+from debrief.learner.aliases import AliasMap
+from debrief.learner.apply_recovery import entries_digest, finish_interrupted_apply
+from debrief.learner.backend import STAGES, Backends, Role, Stage
+from debrief.learner.calls import Caller, StructuredMode
+from debrief.learner.checkpoint import ApplyingStep, Checkpoint, RolloutRecord, RunState
+from debrief.learner.config import RunConfig
+from debrief.learner.consolidation import Applied, apply_plan, plan_batch
+from debrief.learner.datasets import Problem
+from debrief.learner.errors import ConfigError
+from debrief.learner.events import EventKind, ProgressEvent
+from debrief.learner.library import Library, Provenance
+from debrief.learner.records import RunReport, StepRecord, StopReason
+from debrief.learner.step import GroupWork, StepContext, rejection_counts, run_groups
+from debrief.learner.verifiers import Verifier
 
 logger = logging.getLogger(__name__)
 

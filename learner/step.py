@@ -10,18 +10,18 @@ from dataclasses import dataclass, field
 
 import anyio
 
-from learner.aliases import AliasMap
-from learner.backend import ChatRequest
-from learner.calls import Caller
-from learner.checkpoint import RolloutRecord
-from learner.config import RunConfig
-from learner.datasets import Problem
-from learner.errors import LearnerError, describe
-from learner.library import Library, LibraryEntry
-from learner.prompts import Grade, rollout_messages
-from learner.records import GroupRecord, Proposal, RejectedRecord
-from learner.reflection import ReflectSettings, group_advantage, judge_response, summarize
-from learner.verifiers import Verifier, safe_score
+from debrief.learner.aliases import AliasMap
+from debrief.learner.backend import ChatRequest
+from debrief.learner.calls import Caller
+from debrief.learner.checkpoint import RolloutRecord
+from debrief.learner.config import RunConfig
+from debrief.learner.datasets import Problem
+from debrief.learner.errors import LearnerError, describe
+from debrief.learner.library import Library, LibraryEntry
+from debrief.learner.prompts import Grade, rollout_messages
+from debrief.learner.records import GroupRecord, Proposal, RejectedRecord
+from debrief.learner.reflection import ReflectSettings, group_advantage, judge_response, summarize
+from debrief.learner.verifiers import Verifier, safe_score
 
 logger = logging.getLogger(__name__)
 

@@ -9,9 +9,9 @@ from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from learner.backend import ChatRequest, Message, ResponseFormat
-from learner.calls import Caller, StructuredMode
-from learner.errors import InvalidReply, ResponseFormatRejected
+from debrief.learner.backend import ChatRequest, Message, ResponseFormat
+from debrief.learner.calls import Caller, StructuredMode
+from debrief.learner.errors import InvalidReply, ResponseFormatRejected
 
 T = TypeVar("T", bound=BaseModel)
 

@@ -13,8 +13,8 @@ from typing import Protocol
 
 import anyio
 
-from learner.datasets import Problem
-from learner.errors import ConfigError
+from debrief.learner.datasets import Problem
+from debrief.learner.errors import ConfigError
 
 Judge = Callable[[Problem, str], Awaitable[bool]]
 """Asks the judge model whether a response answers a problem correctly."""

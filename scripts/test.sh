@@ -6,4 +6,5 @@ bash scripts/setup.sh --local
 .venv/bin/ruff format --check .
 .venv/bin/ruff check .
 .venv/bin/mypy
+.venv/bin/python scripts/check_imports.py
 .venv/bin/pytest -q "$@"

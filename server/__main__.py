@@ -1,3 +1,3 @@
-from server.cli import main
+from debrief.server.cli.main import main
 
 main()

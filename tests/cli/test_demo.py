@@ -12,12 +12,12 @@ import anyio
 import pytest
 from rich.console import Console
 
-from learner import Backends, FunctionBackend
-from learner.backend import ChatRequest
-from server.demo import demo_parser, run_demo
-from server.demo_tasks import generate_tasks
-from server.model_provider import ModelProvider
-from server.settings import Settings
+from debrief.learner import Backends, FunctionBackend
+from debrief.learner.backend import ChatRequest
+from debrief.server.backends.provider import ModelProvider
+from debrief.server.cli.demo import demo_parser, run_demo
+from debrief.server.cli.demo_tasks import generate_tasks
+from debrief.server.settings import Settings
 from tests.learner.scripted import LESSON, reflector
 
 pytestmark = pytest.mark.anyio

@@ -72,7 +72,7 @@ async def test_debrief_learn_writes_the_learned_lesson_into_the_store_and_prints
     assert "added" in stdout and "mean reward" in stdout
     assert "learning into namespace" in stderr
     listed = subprocess.run(
-        [sys.executable, "-m", "server", "experiences", "list", "-n", "math"],
+        [sys.executable, "-m", "debrief.server", "experiences", "list", "-n", "math"],
         env=env,
         capture_output=True,
         text=True,

@@ -14,7 +14,7 @@ import anyio
 import pytest
 from mcp import Client
 
-from server.demo_session import server_parameters
+from debrief.server.cli.demo_session import server_parameters
 from tests.clients.running import free_port, http_server
 
 pytestmark = pytest.mark.anyio
@@ -55,7 +55,7 @@ async def test_streamable_http_serves_the_tools(tmp_path: Path, mode: str) -> No
     port = free_port()
     env = {**os.environ, "DEBRIEF_DATA_DIR": str(tmp_path / "data")}
     env.pop("DEBRIEF_HTTP_TOKENS", None)
-    argv = [sys.executable, "-m", "server", "serve", "--http", "--host", "127.0.0.1", "--port", str(port)]
+    argv = [sys.executable, "-m", "debrief.server", "serve", "--http", "--host", "127.0.0.1", "--port", str(port)]
     with anyio.fail_after(180):
         async with http_server(argv, env), Client(f"http://127.0.0.1:{port}/mcp", mode=mode) as client:
             await tool(client, "add_experience", text=LESSON, namespace="math")
@@ -69,7 +69,7 @@ def test_serving_http_beyond_loopback_without_tokens_is_refused(tmp_path: Path) 
     env = {**os.environ, "DEBRIEF_DATA_DIR": str(tmp_path / "data")}
     env.pop("DEBRIEF_HTTP_TOKENS", None)
     done = subprocess.run(
-        [sys.executable, "-m", "server", "serve", "--http", "--host", "0.0.0.0", "--port", str(free_port())],
+        [sys.executable, "-m", "debrief.server", "serve", "--http", "--host", "0.0.0.0", "--port", str(free_port())],
         env=env,
         capture_output=True,
         text=True,
@@ -97,7 +97,7 @@ def test_experiences_import_list_and_text_export_from_the_command_line(tmp_path:
 
     def debrief(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "server", "experiences", *args],
+            [sys.executable, "-m", "debrief.server", "experiences", *args],
             env=env,
             capture_output=True,
             text=True,

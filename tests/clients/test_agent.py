@@ -18,7 +18,7 @@ from mcp.server import MCPServer
 from openai import AsyncOpenAI
 
 from clients.python.debrief_agent import DebriefAgent, exact_match, extract_answer
-from server.client_config import server_command
+from debrief.server.cli.client_config import server_command
 
 EXPERIENCE = "When a task asks for a percentage change, divide the difference by the original value, not the new one."
 TASK = "A shop raises a price from 80 to 100 dollars. By what percent did the price increase?"

@@ -16,9 +16,9 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.server import MCPServer
 from pydantic import SecretStr
 
-from server.auth import StaticTokenVerifier, check_bind_allowed, http_auth, is_loopback_host
-from server.errors import InvalidInput
-from server.settings import Settings
+from debrief.server.errors import InvalidInput
+from debrief.server.mcp.auth import StaticTokenVerifier, check_bind_allowed, http_auth, is_loopback_host
+from debrief.server.settings import Settings
 
 TOKENS = "first-token-4f9a0c2e, second-token-b71d93aa"
 

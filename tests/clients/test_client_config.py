@@ -17,7 +17,7 @@ import pytest
 from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 
-from server.client_config import (
+from debrief.server.cli.client_config import (
     CLIENTS,
     ClientName,
     HttpTarget,
@@ -30,7 +30,7 @@ from server.client_config import (
     server_entry,
     stdio_target,
 )
-from server.errors import InvalidInput
+from debrief.server.errors import InvalidInput
 from tests.clients.running import free_port, http_server
 
 JSON_CLIENTS: list[ClientName] = ["claude-desktop", "cursor", "vscode"]
@@ -71,7 +71,7 @@ def test_stdio_command_is_the_absolute_debrief_script_next_to_python() -> None:
 def test_stdio_command_falls_back_to_python_dash_m_without_the_script(tmp_path: Path) -> None:
     python = tmp_path / "bin" / "python3"
 
-    assert server_command(str(python)) == (str(python), ("-m", "server", "serve"))
+    assert server_command(str(python)) == (str(python), ("-m", "debrief.server", "serve"))
 
 
 @pytest.mark.parametrize("client", JSON_CLIENTS)

@@ -16,7 +16,7 @@ import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
-from server.client_config import server_command
+from debrief.server.cli.client_config import server_command
 from tests.clients.running import free_port, http_server
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -10,8 +10,8 @@ import zlib
 from collections.abc import Callable
 from typing import Any
 
-from learner.backend import ChatRequest
-from learner.datasets import Problem, generate_problems
+from debrief.learner.backend import ChatRequest
+from debrief.learner.datasets import Problem, generate_problems
 
 LESSON = "When adding two-digit numbers, add the ones first and carry into the tens before writing the answer."
 RIGHT_WITH_LESSON = 0.9

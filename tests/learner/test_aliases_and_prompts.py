@@ -3,11 +3,11 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from learner.aliases import AliasMap, alias_operation, resolve_operation
-from learner.backend import estimate_tokens
-from learner.library import LibraryEntry
-from learner.operations import DeleteOperation, MergeOperation, ModifyOperation
-from learner.prompts import cut_to_budget
+from debrief.learner.aliases import AliasMap, alias_operation, resolve_operation
+from debrief.learner.backend import estimate_tokens
+from debrief.learner.library import LibraryEntry
+from debrief.learner.operations import DeleteOperation, MergeOperation, ModifyOperation
+from debrief.learner.prompts import cut_to_budget
 
 ids = st.lists(st.text(alphabet="abcdef0123456789-", min_size=3, max_size=12), min_size=1, max_size=30, unique=True)
 

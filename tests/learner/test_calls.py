@@ -4,10 +4,10 @@ import anyio
 import anyio.lowlevel
 import pytest
 
-from learner import Backends, FunctionBackend, PriceTable
-from learner.accounting import ModelPrice, TokenCount, budget_stop_reason
-from learner.backend import ChatRequest, Message, Usage
-from learner.calls import Caller
+from debrief.learner import Backends, FunctionBackend, PriceTable
+from debrief.learner.accounting import ModelPrice, TokenCount, budget_stop_reason
+from debrief.learner.backend import ChatRequest, Message, Usage
+from debrief.learner.calls import Caller
 
 pytestmark = pytest.mark.anyio
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from learner import ConfigError, generate_problems, load_generator, load_jsonl
+from debrief.learner import ConfigError, generate_problems, load_generator, load_jsonl
 from tests.learner.scripted import addition
 
 

@@ -5,8 +5,8 @@ from collections.abc import Sequence
 import anyio
 import pytest
 
-from learner import Backends, FunctionBackend, LibraryEntry, Problem, make_verifier
-from learner.evaluation import evaluate
+from debrief.learner import Backends, FunctionBackend, LibraryEntry, Problem, make_verifier
+from debrief.learner.evaluation import evaluate
 from tests.learner.scripted import LESSON, addition_problems, policy
 
 pytestmark = pytest.mark.anyio

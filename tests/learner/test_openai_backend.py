@@ -7,11 +7,11 @@ import anyio
 import pytest
 from pydantic import BaseModel
 
-from learner import BackendError, Backends, PriceTable
-from learner.backend import ChatRequest, Message
-from learner.calls import Caller
-from learner.openai_backend import OpenAIBackend
-from learner.structured import ask_structured
+from debrief.learner import BackendError, Backends, PriceTable
+from debrief.learner.backend import ChatRequest, Message
+from debrief.learner.calls import Caller
+from debrief.learner.openai_backend import OpenAIBackend
+from debrief.learner.structured import ask_structured
 from tests.learner.fake_openai import FakeOpenAI, json_reply, serve
 
 pytestmark = pytest.mark.anyio

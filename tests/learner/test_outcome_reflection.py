@@ -3,7 +3,7 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from learner import (
+from debrief.learner import (
     Backends,
     ConfigError,
     FunctionBackend,
@@ -16,8 +16,8 @@ from learner import (
     RunConfig,
     reflect_on_attempts,
 )
-from learner.backend import ChatRequest, estimate_tokens
-from learner.errors import BackendError
+from debrief.learner.backend import ChatRequest, estimate_tokens
+from debrief.learner.errors import BackendError
 from tests.learner.scripted import LESSON, Handler, default_advantage, default_consolidation, reflector, reply
 
 pytestmark = pytest.mark.anyio

@@ -7,7 +7,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from learner import (
+from debrief.learner import (
     AppliedLookup,
     Backends,
     Checkpoint,
@@ -24,9 +24,9 @@ from learner import (
     make_verifier,
     run_learning,
 )
-from learner.backend import ChatRequest
-from learner.library import ApplyResult
-from learner.operations import Operation
+from debrief.learner.backend import ChatRequest
+from debrief.learner.library import ApplyResult
+from debrief.learner.operations import Operation
 from tests.learner.scripted import LESSON, addition_problems, policy, reflector, reply
 
 pytestmark = pytest.mark.anyio

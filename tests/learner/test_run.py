@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable, Sequence
 import anyio
 import pytest
 
-from learner import (
+from debrief.learner import (
     Backends,
     ConfigError,
     FunctionBackend,
@@ -19,9 +19,9 @@ from learner import (
     make_verifier,
     run_learning,
 )
-from learner.backend import ChatRequest
-from learner.errors import BackendError
-from learner.run import plan_steps
+from debrief.learner.backend import ChatRequest
+from debrief.learner.errors import BackendError
+from debrief.learner.run import plan_steps
 from tests.learner.scripted import (
     LESSON,
     addition_problems,

@@ -6,11 +6,11 @@ import anyio
 import pytest
 from pydantic import BaseModel
 
-from learner import Backends, FunctionBackend, InvalidReply, PriceTable
-from learner.backend import ChatRequest, Message
-from learner.calls import Caller
-from learner.errors import ResponseFormatRejected
-from learner.structured import ask_structured, parse_reply
+from debrief.learner import Backends, FunctionBackend, InvalidReply, PriceTable
+from debrief.learner.backend import ChatRequest, Message
+from debrief.learner.calls import Caller
+from debrief.learner.errors import ResponseFormatRejected
+from debrief.learner.structured import ask_structured, parse_reply
 
 pytestmark = pytest.mark.anyio
 

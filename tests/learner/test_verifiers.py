@@ -3,8 +3,8 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from learner import ConfigError, Problem, make_verifier
-from learner.verifiers import FunctionVerifier, final_answer, safe_score
+from debrief.learner import ConfigError, Problem, make_verifier
+from debrief.learner.verifiers import FunctionVerifier, final_answer, safe_score
 
 pytestmark = pytest.mark.anyio
 

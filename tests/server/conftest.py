@@ -2,59 +2,21 @@
 
 from __future__ import annotations
 
-import hashlib
-import math
-import re
 import socket
 import subprocess
 import sys
 import threading
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import IO
 
 import pytest
 
-from server.chroma_client import close_client
-from server.embedder import Embedder
-from server.settings import Settings
-from server.store import ExperienceStore
-
-_WORD = re.compile(r"[a-z0-9]+")
-
-
-class HashEmbedder:
-    """Bag of words hashed into 384 signed buckets, normalized: texts sharing words embed close together.
-
-    A real, deterministic :class:`~server.embedder.Embedder` (not a mock), fast enough for property and
-    multi-process tests; the MiniLM embedder is tested on its own.
-    """
-
-    def __init__(self, dimension: int = 384, name: str = "test-hashed-bag-of-words") -> None:
-        self._dimension = dimension
-        self._name = name
-
-    @property
-    def name(self) -> str:
-        return self._name
-
-    @property
-    def dimension(self) -> int:
-        return self._dimension
-
-    def vector(self, text: str) -> list[float]:
-        vector = [0.0] * self._dimension
-        for word in _WORD.findall(text.lower()):
-            digest = hashlib.blake2b(word.encode(), digest_size=8).digest()
-            index = int.from_bytes(digest[:4], "little") % self._dimension
-            vector[index] += 1.0 if digest[4] & 1 else -1.0
-        norm = math.sqrt(sum(x * x for x in vector))
-        if norm == 0.0:
-            vector[0], norm = 1.0, 1.0
-        return [x / norm for x in vector]
-
-    async def embed(self, texts: Sequence[str]) -> list[list[float]]:
-        return [self.vector(text) for text in texts]
+from debrief.server.chroma.client import close_client
+from debrief.server.embedding.embedder import Embedder
+from debrief.server.embedding.hashed import HashEmbedder
+from debrief.server.settings import Settings
+from debrief.server.store.experience_store import ExperienceStore
 
 
 @pytest.fixture

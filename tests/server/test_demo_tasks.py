@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from server.demo_tasks import ANSWER_INSTRUCTION, MAX_TASKS, check_answer, extract_answer, generate_tasks
+from debrief.server.cli.demo_tasks import ANSWER_INSTRUCTION, MAX_TASKS, check_answer, extract_answer, generate_tasks
 
 
 def _recompute(question: str) -> int:

@@ -22,10 +22,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from server.embedder import EmbeddingFailed, OpenAIEmbedder, make_embedder
-from server.errors import InvalidInput, MissingComponent
-from server.minilm import MiniLMEmbedder, gelu_
-from server.settings import Settings
+from debrief.server.embedding.embedder import EmbeddingFailed, OpenAIEmbedder, make_embedder
+from debrief.server.embedding.minilm import MiniLMEmbedder, gelu_
+from debrief.server.errors import InvalidInput, MissingComponent
+from debrief.server.settings import Settings
 
 REFERENCE = Path(__file__).parent / "data" / "minilm_reference.json"
 WAIT = 30  # seconds any single test may wait on the model or the fake server

@@ -10,8 +10,7 @@ import anyio
 import pytest
 from openai import AsyncOpenAI, AuthenticationError
 
-from server.errors import Conflict, MissingComponent
-from server.local_model import (
+from debrief.server.backends.local_model import (
     INSTALL_EXTRA,
     INSTALL_MODEL,
     MODEL_FILE,
@@ -19,6 +18,7 @@ from server.local_model import (
     LocalModelServer,
     find_model_path,
 )
+from debrief.server.errors import Conflict, MissingComponent
 
 pytestmark = pytest.mark.anyio
 

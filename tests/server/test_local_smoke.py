@@ -8,10 +8,10 @@ from pathlib import Path
 import anyio
 import pytest
 
-from learner import Backends, InMemoryLibrary, Problem, RunConfig, make_verifier, run_learning
-from learner.openai_backend import OpenAIBackend
-from server.demo_tasks import generate_tasks
-from server.local_model import LocalModelServer
+from debrief.learner import Backends, InMemoryLibrary, Problem, RunConfig, make_verifier, run_learning
+from debrief.learner.openai_backend import OpenAIBackend
+from debrief.server.backends.local_model import LocalModelServer
+from debrief.server.cli.demo_tasks import generate_tasks
 
 pytestmark = [
     pytest.mark.anyio,
@@ -44,7 +44,7 @@ async def test_a_learning_step_runs_end_to_end_on_the_embedded_model(tmp_path: P
                     backends=Backends(policy=backend),
                     library=InMemoryLibrary(),
                     problems=problems,
-                    verifier=make_verifier("server.demo_tasks:check_answer"),
+                    verifier=make_verifier("debrief.server.cli.demo_tasks:check_answer"),
                 )
     assert report.stop_reason == "finished"
     [step] = report.steps

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from mcp import Client
 
-from server.app import create_server
-from server.embedder import Embedder
-from server.settings import Settings
+from debrief.server.embedding.embedder import Embedder
+from debrief.server.mcp.app import create_server
+from debrief.server.settings import Settings
 from tests.learner.scripted import LESSON
 from tests.server.test_runs import ScriptedProvider
 from tests.server.test_tools import call, call_error

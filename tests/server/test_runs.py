@@ -11,12 +11,12 @@ import anyio
 import pytest
 from mcp import Client
 
-from learner import Backends, FunctionBackend
-from learner.backend import ChatRequest
-from server.app import create_server
-from server.embedder import Embedder
-from server.model_provider import ModelProvider
-from server.settings import Settings
+from debrief.learner import Backends, FunctionBackend
+from debrief.learner.backend import ChatRequest
+from debrief.server.backends.provider import ModelProvider
+from debrief.server.embedding.embedder import Embedder
+from debrief.server.mcp.app import create_server
+from debrief.server.settings import Settings
 from tests.learner.scripted import LESSON, addition_problems, policy, reflector
 from tests.server.test_tools import call, call_error
 

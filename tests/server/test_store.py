@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from learner.library import Provenance
-from server.errors import Conflict, InvalidInput, NotFound
-from server.models import Counters
-from server.store import ExperienceStore, flagged, usage_score
+from debrief.learner.library import Provenance
+from debrief.server.errors import Conflict, InvalidInput, NotFound
+from debrief.server.store.experience_store import ExperienceStore, flagged, usage_score
+from debrief.server.store.models import Counters
 
 pytestmark = pytest.mark.anyio
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from server.store import ExperienceStore
+from debrief.server.store.experience_store import ExperienceStore
 
 pytestmark = pytest.mark.anyio
 

@@ -10,14 +10,14 @@ from pathlib import Path
 import anyio
 import pytest
 
-from learner.library import Provenance
-from server.chroma_host import HOST_FILE, heartbeat
-from server.errors import StoreUnavailable
-from server.history import ChangeLog
-from server.models import Change, Edit, ExperienceState
-from server.settings import Settings
-from server.store import ExperienceStore
-from tests.server.conftest import HashEmbedder
+from debrief.learner.library import Provenance
+from debrief.server.chroma.host import HOST_FILE, heartbeat
+from debrief.server.embedding.hashed import HashEmbedder
+from debrief.server.errors import StoreUnavailable
+from debrief.server.settings import Settings
+from debrief.server.store.experience_store import ExperienceStore
+from debrief.server.store.history import ChangeLog
+from debrief.server.store.models import Change, Edit, ExperienceState
 
 pytestmark = pytest.mark.anyio
 

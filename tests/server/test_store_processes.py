@@ -12,11 +12,11 @@ from typing import Any
 import anyio
 import pytest
 
-from server.errors import Conflict
-from server.history import replay
-from server.settings import Settings
-from server.store import ExperienceStore
-from tests.server.conftest import HashEmbedder
+from debrief.server.embedding.hashed import HashEmbedder
+from debrief.server.errors import Conflict
+from debrief.server.settings import Settings
+from debrief.server.store.experience_store import ExperienceStore
+from debrief.server.store.history import replay
 
 PROCESSES = 4
 WRITES = 250

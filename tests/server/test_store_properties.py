@@ -9,12 +9,12 @@ import anyio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from learner.library import Provenance
-from learner.operations import MergeOperation
-from server.errors import Conflict
-from server.settings import Settings
-from server.store import ExperienceStore
-from tests.server.conftest import HashEmbedder
+from debrief.learner.library import Provenance
+from debrief.learner.operations import MergeOperation
+from debrief.server.embedding.hashed import HashEmbedder
+from debrief.server.errors import Conflict
+from debrief.server.settings import Settings
+from debrief.server.store.experience_store import ExperienceStore
 
 Action = tuple[str, int, int]
 actions = st.lists(

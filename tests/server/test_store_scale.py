@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 import anyio
 import pytest
 
-from server.models import ExportedExperience, LibraryExport
-from server.store import ExperienceStore
+from debrief.server.store.experience_store import ExperienceStore
+from debrief.server.store.models import ExportedExperience, LibraryExport
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 

@@ -6,11 +6,12 @@ from datetime import UTC, datetime
 
 import pytest
 
-from learner.library import AppliedLookup, Provenance
-from learner.operations import AddOperation, DeleteOperation, MergeOperation, ModifyOperation, Operation
-from server.errors import Conflict, InvalidInput, NotFound
-from server.models import ExportedExperience, LibraryExport
-from server.store import ExperienceStore
+from debrief.learner.library import AppliedLookup, Provenance
+from debrief.learner.operations import AddOperation, DeleteOperation, MergeOperation, ModifyOperation, Operation
+from debrief.server.errors import Conflict, InvalidInput, NotFound
+from debrief.server.store.experience_store import ExperienceStore
+from debrief.server.store.learner_library import StoreLibrary
+from debrief.server.store.models import ExportedExperience, LibraryExport
 
 pytestmark = pytest.mark.anyio
 
@@ -244,7 +245,7 @@ async def test_apply_rejects_an_add_that_nearly_copies_an_active_experience(stor
 
 
 async def test_the_store_library_serves_the_learner_without_counting_retrievals(store: ExperienceStore) -> None:
-    lib = store.library("math")
+    lib = StoreLibrary(store, "math")
     result = await lib.apply([AddOperation(text=UNITS), AddOperation(text=FLAKY)], provenance=LEARNED, reason="r")
     assert result.version == 1
 
@@ -257,11 +258,11 @@ async def test_the_store_library_serves_the_learner_without_counting_retrievals(
 
 
 async def test_the_store_library_finds_the_version_a_learning_step_made(store: ExperienceStore) -> None:
-    lib = store.library("math")
+    lib = StoreLibrary(store, "math")
     await store.add("math", INTEGER)
     await lib.apply([AddOperation(text=UNITS)], provenance=LEARNED, reason="step 1")
 
     assert isinstance(lib, AppliedLookup)
     assert await lib.applied_version("run-1", 1) == 2
     assert await lib.applied_version("run-1", 2) is None
-    assert await store.library("empty").applied_version("run-1", 1) is None  # type: ignore[attr-defined]
+    assert await StoreLibrary(store, "empty").applied_version("run-1", 1) is None

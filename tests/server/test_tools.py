@@ -10,9 +10,9 @@ import pytest
 from mcp import Client
 from mcp.types import CallToolResult, TextContent
 
-from server.app import create_server
-from server.embedder import Embedder
-from server.settings import Settings
+from debrief.server.embedding.embedder import Embedder
+from debrief.server.mcp.app import create_server
+from debrief.server.settings import Settings
 
 pytestmark = pytest.mark.anyio
 

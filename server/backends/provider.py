@@ -1,0 +1,118 @@
+"""Chat backends for learning: the configured OpenAI-compatible endpoint, or the embedded local model."""
+
+from __future__ import annotations
+
+import os
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+
+import anyio
+
+from debrief.learner.accounting import ModelPrice, PriceTable
+from debrief.learner.backend import Backends
+from debrief.learner.openai_backend import OpenAIBackend
+from debrief.server.errors import InvalidInput
+from debrief.server.settings import Settings
+
+
+@dataclass(frozen=True, kw_only=True)
+class Endpoint:
+    """Where a model answers."""
+
+    base_url: str
+    api_key: str
+    model: str
+    reflect_model: str
+    local: bool
+
+
+class ModelProvider:
+    """Hands out backends; starts the embedded local model once, on first need, and stops it on close."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._stack = AsyncExitStack()
+        self._lock = anyio.Lock()
+        self._local: Endpoint | None = None
+        self._backends: dict[tuple[str, str], OpenAIBackend] = {}
+
+    @property
+    def configured(self) -> bool:
+        """Whether an external endpoint is configured (else the embedded local model is used)."""
+        return self._settings.model_base_url is not None
+
+    def choose_model(self, requested: str | None) -> str | None:
+        """The model a client asked for, if the allow-list permits it; ``None`` means the default."""
+        if requested is None:
+            return None
+        allowed = self._settings.allowed_model_names()
+        if self._settings.model is not None:
+            allowed = [self._settings.model, *allowed]
+        if requested not in allowed:
+            listed = ", ".join(repr(name) for name in allowed) or "none (the server's default model only)"
+            raise InvalidInput(f"model {requested!r} is not allowed here; allowed: {listed}")
+        return requested
+
+    def prices(self) -> PriceTable:
+        """The configured prices, applied to every model."""
+        return PriceTable(
+            default=ModelPrice(
+                input_per_million=self._settings.price_input_per_million,
+                output_per_million=self._settings.price_output_per_million,
+            )
+        )
+
+    async def endpoint(self, model: str | None = None) -> Endpoint:
+        """The endpoint to use for ``model`` (``None``: the configured default)."""
+        settings = self._settings
+        if settings.model_base_url is not None:
+            name = model or settings.model
+            if name is None:
+                raise InvalidInput("DEBRIEF_MODEL is not set: name the model to use at DEBRIEF_MODEL_BASE_URL")
+            key = settings.model_api_key.get_secret_value() if settings.model_api_key else None
+            key = key or os.environ.get("OPENAI_API_KEY") or "not-needed"
+            return Endpoint(
+                base_url=settings.model_base_url,
+                api_key=key,
+                model=name,
+                reflect_model=settings.reflect_model or name,
+                local=False,
+            )
+        async with self._lock:
+            if self._local is None:
+                from debrief.server.backends.local_model import LocalModelServer  # noqa: PLC0415 - only when no endpoint is set
+
+                local = await self._stack.enter_async_context(
+                    LocalModelServer.start(settings.local_model_path, log_path=settings.data_dir / "local-model.log")
+                )
+                self._local = Endpoint(
+                    base_url=local.base_url,
+                    api_key=local.api_key,
+                    model=local.model,
+                    reflect_model=local.model,
+                    local=True,
+                )
+            return self._local
+
+    async def backends(self, model: str | None = None) -> tuple[Backends, Endpoint]:
+        """Policy and reflection backends for ``model``, sharing HTTP connections across runs."""
+        endpoint = await self.endpoint(model)
+        policy = self._backend(endpoint, endpoint.model)
+        reflect = (
+            policy if endpoint.reflect_model == endpoint.model else self._backend(endpoint, endpoint.reflect_model)
+        )
+        return Backends(policy=policy, reflect=reflect), endpoint
+
+    def _backend(self, endpoint: Endpoint, model: str) -> OpenAIBackend:
+        key = (endpoint.base_url, model)
+        if key not in self._backends:
+            self._backends[key] = OpenAIBackend(model=model, base_url=endpoint.base_url, api_key=endpoint.api_key)
+        return self._backends[key]
+
+    async def aclose(self) -> None:
+        """Close HTTP clients and stop the local model if it was started."""
+        for backend in self._backends.values():
+            await backend.aclose()
+        self._backends.clear()
+        await self._stack.aclose()
+        self._local = None

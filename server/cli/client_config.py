@@ -1,0 +1,288 @@
+"""``debrief config <client>``: the MCP client snippet for this install, printed or merged into the client's file."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import shutil
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal, get_args
+from urllib.parse import urlsplit
+
+from debrief.server.errors import InvalidInput
+
+ClientName = Literal["claude-desktop", "cursor", "vscode", "claude-code"]
+CLIENTS: tuple[ClientName, ...] = get_args(ClientName)
+SERVER_NAME = "debrief"
+DEFAULT_URL = "http://127.0.0.1:8000/mcp"
+# Claude Desktop speaks stdio only from its config file; mcp-remote bridges stdio to Streamable HTTP.
+MCP_REMOTE_HEADER_ENV = "DEBRIEF_AUTH_HEADER"
+
+
+@dataclass(frozen=True, kw_only=True)
+class StdioTarget:
+    """Start this install's server as a subprocess of the client."""
+
+    command: str
+    args: tuple[str, ...]
+    data_dir: Path
+    chroma_url: str | None = None
+
+    def env(self) -> dict[str, str]:
+        """The environment the server needs, beyond the client's own."""
+        env = {"DEBRIEF_DATA_DIR": str(self.data_dir)}
+        if self.chroma_url:
+            env["DEBRIEF_CHROMA_URL"] = self.chroma_url
+        return env
+
+
+@dataclass(frozen=True, kw_only=True)
+class HttpTarget:
+    """Reach a running ``debrief serve --http`` at ``url``, with a bearer token when it needs one."""
+
+    url: str
+    token: str | None = None
+
+
+Target = StdioTarget | HttpTarget
+
+
+def server_command(executable: str | None = None) -> tuple[str, tuple[str, ...]]:
+    """The absolute command that runs ``debrief serve`` with this install: the script, else ``-m debrief.server``."""
+    python = Path(executable or sys.executable).absolute()  # not resolve(): a venv's python is a symlink
+    script = python.parent / ("debrief.exe" if os.name == "nt" else "debrief")
+    if script.is_file():
+        return str(script), ("serve",)
+    return str(python), ("-m", "debrief.server", "serve")
+
+
+def stdio_target(data_dir: Path, *, chroma_url: str | None = None, executable: str | None = None) -> StdioTarget:
+    """A stdio target for this install on ``data_dir`` (and a Chroma server, when given)."""
+    command, args = server_command(executable)
+    return StdioTarget(command=command, args=args, data_dir=data_dir.expanduser().absolute(), chroma_url=chroma_url)
+
+
+def _needs_allow_http(url: str) -> bool:
+    parts = urlsplit(url)
+    return parts.scheme == "http" and parts.hostname not in ("localhost", "127.0.0.1", "::1")
+
+
+def server_entry(client: ClientName, target: Target) -> dict[str, Any]:
+    """The value to store under ``"debrief"`` in the client's server map."""
+    if isinstance(target, StdioTarget):
+        entry: dict[str, Any] = {
+            "command": target.command,
+            "args": list(target.args),
+            "env": target.env(),
+        }
+        return {"type": "stdio", **entry} if client in ("vscode", "claude-code") else entry
+    headers = {"Authorization": f"Bearer {target.token}"} if target.token else {}
+    if client == "claude-desktop":
+        args = ["-y", "mcp-remote", target.url, "--transport", "http-only"]
+        if _needs_allow_http(target.url):
+            args.append("--allow-http")
+        if not target.token:
+            return {"command": "npx", "args": args}
+        # No space inside the argument: some clients split args on spaces when they call npx.
+        args += ["--header", f"Authorization:${{{MCP_REMOTE_HEADER_ENV}}}"]
+        return {"command": "npx", "args": args, "env": {MCP_REMOTE_HEADER_ENV: headers["Authorization"]}}
+    entry = {"url": target.url}
+    if client in ("vscode", "claude-code"):
+        entry = {"type": "http", **entry}
+    if headers:
+        entry["headers"] = headers
+    return entry
+
+
+def servers_key(client: ClientName) -> str:
+    """The top-level key holding the server map: VS Code uses ``servers``, the others ``mcpServers``."""
+    return "servers" if client == "vscode" else "mcpServers"
+
+
+def config_document(client: ClientName, target: Target) -> dict[str, Any]:
+    """A whole config file holding only Debrief."""
+    return {servers_key(client): {SERVER_NAME: server_entry(client, target)}}
+
+
+def claude_code_command(target: Target, scope: str = "user") -> list[str]:
+    """The ``claude mcp add`` command line that registers Debrief with Claude Code."""
+    if isinstance(target, StdioTarget):
+        return [
+            "claude", "mcp", "add", "--transport", "stdio", "--scope", scope,
+            SERVER_NAME, *(f"--env={key}={value}" for key, value in target.env().items()),
+            "--", target.command, *target.args,
+        ]  # fmt: skip
+    command = ["claude", "mcp", "add", "--transport", "http", "--scope", scope, SERVER_NAME, target.url]
+    if target.token:
+        command += ["--header", f"Authorization: Bearer {target.token}"]
+    return command
+
+
+def render(client: ClientName, target: Target) -> str:
+    """The snippet to show: JSON for the editor clients, a command line for Claude Code."""
+    if client == "claude-code":
+        return shlex.join(claude_code_command(target)) + "\n"
+    return json.dumps(config_document(client, target), indent=2) + "\n"
+
+
+def default_config_path(
+    client: ClientName,
+    *,
+    platform: str | None = None,
+    home: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+) -> Path:
+    """Where the client reads its MCP servers by default on this platform."""
+    platform = platform or sys.platform
+    home = home or Path.home()
+    environ = os.environ if environ is None else environ
+    cwd = cwd or Path.cwd()
+    if client == "claude-desktop":
+        if platform == "darwin":
+            return home / "Library" / "Application Support" / "Claude" / "claude_desktop_config.json"
+        if platform.startswith("win"):
+            appdata = environ.get("APPDATA")
+            base = Path(appdata) if appdata else home / "AppData" / "Roaming"
+            return base / "Claude" / "claude_desktop_config.json"
+        config_home = environ.get("XDG_CONFIG_HOME")
+        return (Path(config_home) if config_home else home / ".config") / "Claude" / "claude_desktop_config.json"
+    if client == "cursor":
+        return home / ".cursor" / "mcp.json"  # global: every project sees the same memory
+    if client == "vscode":
+        return cwd / ".vscode" / "mcp.json"
+    return cwd / ".mcp.json"  # Claude Code's project-scope file
+
+
+@dataclass(frozen=True, kw_only=True)
+class WriteResult:
+    """What merging into a config file did."""
+
+    path: Path
+    changed: bool
+    backup: Path | None
+
+
+def _backup_path(path: Path, now: datetime) -> Path:
+    stamp = now.strftime("%Y%m%d-%H%M%S")
+    candidate = path.with_name(f"{path.name}.bak-{stamp}")
+    counter = 1
+    while candidate.exists():
+        candidate = path.with_name(f"{path.name}.bak-{stamp}-{counter}")
+        counter += 1
+    return candidate
+
+
+def merge_into(
+    path: Path, client: ClientName, entry: Mapping[str, Any], *, force: bool = False, now: datetime | None = None
+) -> WriteResult:
+    """Add ``entry`` as the ``debrief`` server in ``path``, keeping everything else and backing up the old file."""
+    document: dict[str, Any] = {}
+    existed = path.exists()
+    if existed:
+        raw = path.read_text(encoding="utf-8")
+        if raw.strip():
+            try:
+                loaded = json.loads(raw)
+            except json.JSONDecodeError as error:
+                raise InvalidInput(
+                    f"{str(path)!r} is not plain JSON ({error.msg} at line {error.lineno}); it may hold comments. "
+                    "Nothing was written: add the snippet from `debrief config` by hand"
+                ) from error
+            if not isinstance(loaded, dict):
+                raise InvalidInput(
+                    f"{str(path)!r} holds a JSON {type(loaded).__name__}, not an object; nothing was written"
+                )
+            document = loaded
+    key = servers_key(client)
+    servers = document.get(key, {})
+    if not isinstance(servers, dict):
+        raise InvalidInput(f"{key!r} in {str(path)!r} is not an object; nothing was written")
+    existing = servers.get(SERVER_NAME)
+    if existing == entry:
+        return WriteResult(path=path, changed=False, backup=None)
+    if existing is not None and not force:
+        raise InvalidInput(
+            f"{str(path)!r} already has a different {SERVER_NAME!r} server: {json.dumps(existing)}; "
+            "pass --force to replace it (the old file is kept as a backup)"
+        )
+    backup = None
+    if existed:
+        backup = _backup_path(path, now or datetime.now())
+        shutil.copy2(path, backup)
+    document[key] = {**servers, SERVER_NAME: dict(entry)}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.debrief-tmp")
+    temporary.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    os.replace(temporary, path)  # atomic: a crash leaves the old file or the new one, never half of one
+    return WriteResult(path=path, changed=True, backup=backup)
+
+
+def target_from_args(args: argparse.Namespace) -> Target:
+    """The stdio or HTTP target the ``config`` flags describe."""
+    if args.http or args.url is not None:
+        return HttpTarget(url=args.url or DEFAULT_URL, token=args.token)
+    if args.token is not None:
+        raise InvalidInput("--token only applies to an HTTP server; add --http (and --url if it is not local)")
+    from debrief.server.settings import Settings  # noqa: PLC0415 - settings only for the stdio data dir
+
+    settings = Settings()
+    data_dir = args.data_dir if args.data_dir is not None else settings.data_dir
+    chroma_url = args.chroma_url if args.chroma_url is not None else settings.chroma_url
+    return stdio_target(Path(data_dir), chroma_url=chroma_url)
+
+
+def _config(args: argparse.Namespace) -> int:
+    client: ClientName = args.client
+    target = target_from_args(args)
+    if args.write is None:
+        sys.stdout.write(render(client, target))
+        if isinstance(target, HttpTarget):
+            print(
+                "start the server with: debrief serve --http (set DEBRIEF_HTTP_TOKENS to serve beyond loopback)",
+                file=sys.stderr,
+            )
+        return 0
+    path = Path(args.write).expanduser() if args.write else default_config_path(client)
+    result = merge_into(path, client, server_entry(client, target), force=args.force)
+    if not result.changed:
+        print(f"{path} already has this {SERVER_NAME!r} server; nothing to do", file=sys.stderr)
+        return 0
+    saved = f" (previous file saved as {result.backup})" if result.backup else ""
+    print(f"wrote the {SERVER_NAME!r} server into {path}{saved}; restart {client} to load it", file=sys.stderr)
+    if isinstance(target, HttpTarget) and target.token:
+        print(f"note: {path} now holds the bearer token; keep it out of version control", file=sys.stderr)
+    return 0
+
+
+def register(commands: Any, common: Callable[[argparse.ArgumentParser], None]) -> None:
+    """Add the ``config`` subcommand."""
+    config = commands.add_parser(
+        "config",
+        help="print or install the MCP config snippet for a client",
+        description="Print the snippet that connects CLIENT to this Debrief install, or merge it into the "
+        "client's config file with --write.",
+    )
+    common(config)
+    config.add_argument("client", choices=CLIENTS, help="the MCP client to configure")
+    config.add_argument("--http", action="store_true", help="connect to a Streamable HTTP server instead of stdio")
+    config.add_argument(
+        "--url", default=None, help=f"the HTTP server's MCP URL (default {DEFAULT_URL}; implies --http)"
+    )
+    config.add_argument("--token", default=None, help="bearer token for the HTTP server (one of DEBRIEF_HTTP_TOKENS)")
+    config.add_argument(
+        "--write",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="PATH",
+        help="merge into the client's config file (default: its standard location) after backing it up",
+    )
+    config.add_argument("--force", action="store_true", help="replace an existing, different 'debrief' entry")
+    config.set_defaults(handler=_config)

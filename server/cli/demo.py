@@ -1,0 +1,183 @@
+"""``debrief demo``: the whole loop on the embedded defaults, measured, then a real client session."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import anyio
+from rich.console import Console
+from rich.table import Table
+
+from debrief.learner import EvaluationReport, LibraryEntry, Problem, RunConfig, evaluate, make_verifier
+from debrief.server.backends.provider import ModelProvider
+from debrief.server.cli.demo_session import run_session
+from debrief.server.cli.demo_tasks import generate_tasks
+from debrief.server.cli.learn import learn_with_progress, step_table
+from debrief.server.settings import Settings
+from debrief.server.store.experience_store import ExperienceStore
+
+DEMO_INSTRUCTIONS = "You solve short math word problems. Think briefly, then end with a last line 'Answer: <number>'."
+
+
+def _problems(tasks: Sequence[Any]) -> list[Problem]:
+    return [Problem(problem_id=task.problem_id, question=task.question, answer=task.answer) for task in tasks]
+
+
+def _accuracy_row(table: Table, label: str, report: EvaluationReport) -> None:
+    table.add_row(
+        label,
+        f"{report.mean_at_k:.3f}",
+        f"{report.pass_at_k:.3f}",
+        f"{report.tokens.prompt_tokens:,}",
+        f"{report.tokens.completion_tokens:,}",
+        f"{report.wall_seconds:.1f}",
+    )
+
+
+async def run_demo(
+    settings: Settings, args: argparse.Namespace, console: Console, provider: ModelProvider | None = None
+) -> None:
+    """Generate tasks, measure, learn, measure again with retrieved experiences, then serve a client."""
+    from debrief.server.embedding.embedder import make_embedder  # noqa: PLC0415
+
+    namespace = args.namespace or "demo-" + datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    split = generate_tasks(args.seed, args.train, args.heldout)
+    train, heldout = _problems(split.train), _problems(split.heldout)
+    verifier = make_verifier("debrief.server.cli.demo_tasks:check_answer")
+    config = RunConfig(
+        run_id=f"run-demo{int(time.time())}",
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        group_size=args.group_size,
+        seed=args.seed,
+        instructions=DEMO_INSTRUCTIONS,
+        max_completion_tokens=args.max_tokens,
+        concurrency=2,
+    )
+    console.rule("[bold]Debrief demo")
+    console.print(
+        f"{len(train)} training and {len(heldout)} held-out word problems (seed {args.seed}); "
+        f"namespace [bold]{namespace}[/]; data dir {settings.data_dir}"
+    )
+    store = await ExperienceStore.open(settings, make_embedder(settings))
+    provider = provider or ModelProvider(settings)
+    try:
+        started = time.perf_counter()
+        backends, endpoint = await provider.backends()
+        kind = "embedded local model, for trying Debrief out" if endpoint.local else "configured endpoint"
+        console.print(
+            f"model: {endpoint.model} at {endpoint.base_url} ({kind}); ready in {time.perf_counter() - started:.1f}s"
+        )
+
+        console.rule("1. held-out accuracy without experiences")
+        before = await evaluate(heldout, backends=backends, verifier=verifier, samples=args.samples, config=config)
+        console.print(f"Mean@{args.samples} {before.mean_at_k:.3f}, Pass@{args.samples} {before.pass_at_k:.3f}")
+
+        console.rule(f"2. learning: {args.epochs} epoch(s), G = {args.group_size}")
+        report = await learn_with_progress(
+            store=store,
+            backends=backends,
+            namespace=namespace,
+            problems=train,
+            verifier=verifier,
+            config=config,
+            checkpoint_dir=settings.data_dir / "runs" / config.run_id / "checkpoint",
+            console=console,
+        )
+        console.print(step_table(report))
+
+        console.rule("3. held-out accuracy with retrieved experiences")
+
+        async def retrieved(problem: Problem) -> list[LibraryEntry]:
+            found = await store.retrieve(namespace, problem.question, k=args.k)
+            return [LibraryEntry(experience_id=item.experience_id, text=item.text) for item in found]
+
+        after = await evaluate(
+            heldout,
+            backends=backends,
+            verifier=verifier,
+            samples=args.samples,
+            experiences_for=retrieved,
+            config=config,
+        )
+        console.print(f"Mean@{args.samples} {after.mean_at_k:.3f}, Pass@{args.samples} {after.pass_at_k:.3f}")
+
+        library = await store.active(namespace)
+        console.rule(f"the learned library ({len(library)} experiences)")
+        for experience in library:
+            console.print(f"[{experience.experience_id}] {experience.text}")
+        if not library:
+            console.print("(nothing learned: no group had mixed results, or the model proposed no usable lesson)")
+
+        table = Table(title="before / after (the same held-out problems and seeds)")
+        for column in ("held-out", f"Mean@{args.samples}", f"Pass@{args.samples}", "prompt tok", "compl tok", "secs"):
+            table.add_column(column, justify="right")
+        _accuracy_row(table, "without experiences", before)
+        _accuracy_row(table, "with experiences", after)
+        table.add_row(
+            "learning",
+            "",
+            "",
+            f"{report.total.prompt_tokens:,}",
+            f"{report.total.completion_tokens:,}",
+            f"{report.wall_seconds:.1f}",
+        )
+        console.print(table)
+        console.print(f"store: {settings.data_dir} (namespace {namespace}); total {time.perf_counter() - started:.0f}s")
+    finally:
+        await provider.aclose()
+        await store.aclose()
+
+    console.rule("4. a real MCP client session (stdio) retrieving for a new task")
+    [new_task] = generate_tasks(args.seed + 1, 1, 0).train
+    await run_session(
+        settings.data_dir, namespace=namespace, out=console.print, add_samples=False, task=new_task.question
+    )
+
+
+def demo_parser() -> argparse.ArgumentParser:
+    """A parser with only the demo's options (for calling :func:`run_demo` from code)."""
+    parser = argparse.ArgumentParser(prog="debrief demo")
+    _options(parser)
+    return parser
+
+
+def _options(demo: argparse.ArgumentParser) -> None:
+    demo.add_argument("--namespace", default=None, help="namespace to learn into (default: a new demo-<time>)")
+    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--train", type=int, default=16, help="training problems")
+    demo.add_argument("--heldout", type=int, default=10, help="held-out problems")
+    demo.add_argument("--samples", type=int, default=4, help="samples per held-out problem")
+    demo.add_argument("--epochs", type=int, default=1)
+    demo.add_argument("--batch-size", type=int, default=8)
+    demo.add_argument("--group-size", type=int, default=4)
+    demo.add_argument("--max-tokens", type=int, default=96, help="completion cap per attempt")
+    demo.add_argument("-k", type=int, default=3, help="experiences retrieved per held-out problem")
+
+
+def _demo(args: argparse.Namespace) -> int:
+    overrides: dict[str, Any] = {}
+    if args.data_dir is not None:
+        overrides["data_dir"] = args.data_dir
+    if args.chroma_url is not None:
+        overrides["chroma_url"] = args.chroma_url
+    settings = Settings(**overrides)
+    console = Console(width=None if sys.stdout.isatty() else 120)
+    anyio.run(run_demo, settings, args, console)
+    return 0
+
+
+def register(commands: Any, common: Callable[[argparse.ArgumentParser], None]) -> None:
+    """Add the ``demo`` subcommand."""
+    demo = commands.add_parser(
+        "demo",
+        help="run the whole loop on the embedded defaults: measure, learn, measure again, serve a client",
+    )
+    common(demo)
+    _options(demo)
+    demo.set_defaults(handler=_demo)

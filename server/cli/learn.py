@@ -1,0 +1,237 @@
+"""``debrief learn``: a learning run from the command line, into the same store the server reads."""
+
+from __future__ import annotations
+
+import argparse
+import secrets
+import sys
+from collections import Counter
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import anyio
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from debrief.learner import (
+    Backends,
+    DirectoryCheckpoint,
+    LearnerError,
+    Problem,
+    ProgressEvent,
+    RunConfig,
+    RunReport,
+    Verifier,
+    generate_problems,
+    load_generator,
+    load_jsonl,
+    make_verifier,
+    run_learning,
+)
+from debrief.server.errors import InvalidInput
+from debrief.server.settings import Settings
+from debrief.server.store.experience_store import ExperienceStore
+from debrief.server.store.learner_library import StoreLibrary
+
+
+async def learn_with_progress(
+    *,
+    store: ExperienceStore,
+    backends: Backends,
+    namespace: str,
+    problems: Sequence[Problem],
+    verifier: Verifier,
+    config: RunConfig,
+    checkpoint_dir: Path,
+    console: Console,
+) -> RunReport:
+    """Run the learner on ``store``'s namespace with a live progress bar on ``console``."""
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[detail]}"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console, transient=False) as progress:
+        task = progress.add_task("learning", total=None, detail="starting")
+
+        def on_event(event: ProgressEvent) -> None:
+            progress.update(
+                task,
+                description=f"step {min(event.step + 1, event.total_steps)}/{event.total_steps}",
+                completed=event.attempts_done,
+                total=event.attempts_total or None,
+                detail=f"kept {event.groups_kept} groups · {event.operations_applied} edits · "
+                f"{event.prompt_tokens + event.completion_tokens:,} tok · ${event.cost_usd:.4f}",
+            )
+
+        return await run_learning(
+            config,
+            backends=backends,
+            library=StoreLibrary(store, namespace),
+            problems=problems,
+            verifier=verifier,
+            checkpoint=DirectoryCheckpoint(checkpoint_dir),
+            on_event=on_event,
+        )
+
+
+def step_table(report: RunReport) -> Table:
+    """One row per step: reward, groups kept, experiences added/modified/merged/deleted, tokens, cost, time."""
+    table = Table(title=f"run {report.run_id}: {report.stop_reason}")
+    for column in (
+        "step",
+        "epoch",
+        "mean reward",
+        "groups kept",
+        "added",
+        "modified",
+        "merged",
+        "deleted",
+        "rejected",
+        "tokens",
+        "cost $",
+        "secs",
+    ):
+        table.add_column(column, justify="right")
+    for step in report.steps:
+        kinds = Counter(applied.operation.op for applied in step.applied)
+        table.add_row(
+            str(step.step),
+            str(step.epoch),
+            "-" if step.mean_reward is None else f"{step.mean_reward:.3f}",
+            f"{step.groups_kept}/{step.groups_seen}",
+            str(kinds["add"]),
+            str(kinds["modify"]),
+            str(kinds["merge"]),
+            str(kinds["delete"]),
+            str(len(step.rejected)),
+            f"{step.total.prompt_tokens + step.total.completion_tokens:,}",
+            f"{step.total.cost_usd:.4f}",
+            f"{step.wall_seconds:.1f}",
+        )
+    return table
+
+
+def _problems(args: argparse.Namespace) -> list[Problem]:
+    try:
+        if args.data is not None:
+            return load_jsonl(
+                args.data,
+                question_fields=(args.question_field,) if args.question_field else ("question", "problem", "prompt"),
+                answer_fields=(args.answer_field,)
+                if args.answer_field
+                else ("answer", "groundtruth", "ground_truth", "solution"),
+            )
+        return generate_problems(load_generator(args.generator), args.count, seed=args.seed)
+    except LearnerError as error:
+        raise InvalidInput(str(error)) from error
+
+
+def _learn(args: argparse.Namespace) -> int:
+    overrides: dict[str, Any] = {}
+    for flag, field in (
+        ("data_dir", "data_dir"),
+        ("chroma_url", "chroma_url"),
+        ("base_url", "model_base_url"),
+        ("model", "model"),
+        ("reflect_model", "reflect_model"),
+        ("api_key", "model_api_key"),
+    ):
+        value = getattr(args, flag, None)
+        if value is not None:
+            overrides[field] = value
+    settings = Settings(**overrides)
+    console = Console(stderr=True)
+    problems = _problems(args)
+    try:
+        verifier = make_verifier(args.verifier)
+    except LearnerError as error:
+        raise InvalidInput(str(error)) from error
+    run_id = args.resume or f"run-{secrets.token_hex(6)}"
+
+    async def run() -> int:
+        from debrief.server.backends.provider import ModelProvider  # noqa: PLC0415
+        from debrief.server.embedding.embedder import make_embedder  # noqa: PLC0415
+
+        store = await ExperienceStore.open(settings, make_embedder(settings))
+        provider = ModelProvider(settings)
+        try:
+            backends, endpoint = await provider.backends()
+            console.print(
+                f"learning into namespace [bold]{args.namespace}[/] from {len(problems)} problems with "
+                f"{endpoint.model} at {endpoint.base_url}" + (" (embedded local model)" if endpoint.local else "")
+            )
+            config = RunConfig(
+                run_id=run_id,
+                epochs=args.epochs,
+                batch_size=args.batch_size,
+                group_size=args.group_size,
+                seed=args.seed,
+                ground_truth=not args.no_ground_truth,
+                max_operations=args.max_operations,
+                concurrency=args.concurrency,
+                budget_tokens=args.budget_tokens,
+                budget_usd=args.budget_usd,
+                prices=provider.prices(),
+            )
+            report = await learn_with_progress(
+                store=store,
+                backends=backends,
+                namespace=args.namespace,
+                problems=problems,
+                verifier=verifier,
+                config=config,
+                checkpoint_dir=settings.data_dir / "runs" / run_id / "checkpoint",
+                console=console,
+            )
+            Console(width=None if sys.stdout.isatty() else 160).print(step_table(report))
+            total = report.total
+            console.print(
+                f"total {total.prompt_tokens:,} prompt + {total.completion_tokens:,} completion tokens, "
+                f"{total.requests} requests, ${total.cost_usd:.4f}, {report.wall_seconds:.1f}s. "
+                f"Resume with: debrief learn … --resume {run_id}"
+            )
+            return 0
+        finally:
+            await provider.aclose()
+            await store.aclose()
+
+    return anyio.run(run)
+
+
+def register(commands: Any, common: Callable[[argparse.ArgumentParser], None]) -> None:
+    """Add the ``learn`` subcommand."""
+    learn = commands.add_parser(
+        "learn",
+        help="learn experiences from training problems (Training-Free GRPO)",
+        description="Sample groups of attempts, score them, reflect on what separated winners from losers, and "
+        "write the lessons into the namespace's library.",
+    )
+    common(learn)
+    source = learn.add_mutually_exclusive_group(required=True)
+    source.add_argument("--data", type=Path, help="JSONL training file")
+    source.add_argument("--generator", help="module:function task generator (rng -> (question, answer))")
+    learn.add_argument("--count", type=int, default=50, help="problems to generate (with --generator)")
+    learn.add_argument("--question-field", default=None, help="JSONL field holding the question")
+    learn.add_argument("--answer-field", default=None, help="JSONL field holding the ground truth")
+    learn.add_argument("--verifier", default="math", help="math | exact | numeric[:tol] | regex[:p] | judge | mod:fn")
+    learn.add_argument("--namespace", "-n", required=True)
+    learn.add_argument("--epochs", type=int, default=3)
+    learn.add_argument("--group-size", type=int, default=5)
+    learn.add_argument("--batch-size", type=int, default=100)
+    learn.add_argument("--max-operations", type=int, default=1)
+    learn.add_argument("--concurrency", type=int, default=16)
+    learn.add_argument("--seed", type=int, default=0)
+    learn.add_argument("--no-ground-truth", action="store_true", help="hide answers; the model judges attempts")
+    learn.add_argument("--budget-tokens", type=int, default=None)
+    learn.add_argument("--budget-usd", type=float, default=None)
+    learn.add_argument("--base-url", default=None, help="OpenAI-compatible endpoint (env DEBRIEF_MODEL_BASE_URL)")
+    learn.add_argument("--model", default=None, help="model name (env DEBRIEF_MODEL)")
+    learn.add_argument("--reflect-model", default=None, help="model for reflection (default: --model)")
+    learn.add_argument("--api-key", default=None, help="API key (env DEBRIEF_MODEL_API_KEY or OPENAI_API_KEY)")
+    learn.add_argument("--resume", default=None, metavar="RUN_ID", help="continue a stopped run")
+    learn.set_defaults(handler=_learn)

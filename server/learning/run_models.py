@@ -1,0 +1,91 @@
+"""Learning runs as the server keeps and reports them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, Field, model_validator
+
+from debrief.learner.records import StepRecord
+from debrief.server.store.models import Namespace
+
+RunStatus = Literal["queued", "running", "succeeded", "failed", "cancelled", "interrupted"]
+FINISHED: frozenset[str] = frozenset({"succeeded", "failed", "cancelled", "interrupted"})
+RESUMABLE: frozenset[str] = frozenset({"failed", "cancelled", "interrupted"})
+
+
+class ProblemIn(BaseModel):
+    """One training problem sent by a client."""
+
+    question: str = Field(min_length=1, max_length=8192, description="The task or question.")
+    answer: str | None = Field(default=None, max_length=2048, description="Ground truth, if known.")
+    problem_id: str | None = Field(default=None, max_length=200, description="Stable id (default: a hash).")
+
+
+class RunRequest(BaseModel):
+    """What a learning run is asked to do."""
+
+    namespace: Namespace
+    problems: list[ProblemIn] | None = Field(default=None, max_length=1000, description="Inline problems.")
+    data_path: str | None = Field(
+        default=None, max_length=4096, description="A JSONL file on the server, under an allowed dataset directory."
+    )
+    verifier: str = Field(
+        default="math",
+        max_length=200,
+        description="math | exact | numeric[:tol] | regex[:pattern] | judge | module:function",
+    )
+    epochs: int = Field(default=1, ge=1, le=10)
+    group_size: int = Field(default=5, ge=1, le=16, description="Attempts per problem (G).")
+    batch_size: int = Field(default=20, ge=1, le=500, description="Problems per learning step.")
+    budget_tokens: int | None = Field(default=None, ge=1, description="Stop between steps before exceeding this.")
+    budget_usd: float | None = Field(default=None, gt=0, description="Stop between steps before exceeding this.")
+    model: str | None = Field(default=None, max_length=200, description="A model from the server's allow-list.")
+    seed: int = Field(default=0, ge=0, le=2**31)
+    ground_truth: bool = Field(default=True, description="False: hide answers; the model judges the attempts.")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> RunRequest:
+        if (self.problems is None) == (self.data_path is None):
+            raise ValueError("give either problems or data_path, not both and not neither")
+        return self
+
+
+class RunProgress(BaseModel):
+    """Where a run is now."""
+
+    step: int = 0
+    total_steps: int = 0
+    attempts_done: int = 0
+    attempts_total: int = 0
+    groups_done: int = 0
+    groups_kept: int = 0
+    operations_applied: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+    message: str = ""
+
+
+class RunRecord(BaseModel):
+    """A learning run: request, status, progress, per-step records and outcome."""
+
+    run_id: str
+    namespace: str
+    status: RunStatus
+    request: RunRequest
+    model: str | None = Field(default=None, description="Model that ran the policy.")
+    created_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    progress: RunProgress = Field(default_factory=RunProgress)
+    steps: list[StepRecord] = Field(default_factory=list)
+    stop_reason: str | None = Field(default=None, description="finished | budget | cancelled, or why it failed.")
+    error: str | None = None
+    version_before: int | None = Field(default=None, description="Library version when the run started.")
+    version_after: int | None = Field(default=None, description="Library version when the run ended.")
+    budget_tokens: int | None = None
+    budget_usd: float | None = None
+    owner_pid: int | None = Field(default=None, description="Process that runs it (while queued or running).")
+    resumed: int = Field(default=0, description="How many times it was resumed.")

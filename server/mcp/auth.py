@@ -1,0 +1,96 @@
+"""Bearer-token auth for ``debrief serve --http``: static tokens from ``DEBRIEF_HTTP_TOKENS``, checked by the SDK."""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+from collections.abc import Sequence
+from urllib.parse import urlsplit
+
+from mcp.server.auth.provider import AccessToken, TokenVerifier
+from mcp.server.auth.settings import AuthSettings
+
+from debrief.server.errors import InvalidInput
+from debrief.server.settings import Settings
+
+TOKEN_HINT = "generate one with: python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+
+
+class StaticTokenVerifier(TokenVerifier):
+    """Accepts exactly the configured bearer tokens, compared in constant time."""
+
+    def __init__(self, tokens: Sequence[str]) -> None:
+        if not tokens:
+            raise InvalidInput(f"a token verifier needs at least one token; {TOKEN_HINT}")
+        self._tokens = tuple(token.encode("utf-8") for token in tokens)
+
+    async def verify_token(self, token: str) -> AccessToken | None:
+        """The access the token grants, or None when it is not one of the configured tokens."""
+        presented = token.encode("utf-8")
+        matched: int | None = None
+        # Every configured token is compared, so the time taken does not say which one (or how many) matched.
+        for index, expected in enumerate(self._tokens):
+            if hmac.compare_digest(presented, expected) and matched is None:
+                matched = index
+        if matched is None:
+            return None
+        # The client id names the token by position, never by value: it ends up in logs and session ownership.
+        return AccessToken(token=token, client_id=f"debrief-token-{matched + 1}", scopes=[])
+
+
+def configured_tokens(settings: Settings) -> list[str]:
+    """The bearer tokens in ``settings.http_tokens`` (comma-separated; blanks and surrounding spaces dropped)."""
+    if settings.http_tokens is None:
+        return []
+    return [token.strip() for token in settings.http_tokens.get_secret_value().split(",") if token.strip()]
+
+
+def is_loopback_host(host: str) -> bool:
+    """Whether ``host`` only accepts connections from this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def resource_url(settings: Settings, host: str, port: int) -> str:
+    """The URL clients reach the MCP endpoint at: ``settings.public_url``, else ``http://HOST:PORT/mcp``."""
+    if settings.public_url:
+        return settings.public_url
+    shown = f"[{host}]" if ":" in host and not host.startswith("[") else host
+    return f"http://{shown}:{port}/mcp"
+
+
+def http_auth(settings: Settings, host: str, port: int) -> tuple[TokenVerifier, AuthSettings] | None:
+    """The verifier and auth settings to pass to ``MCPServer``, or None when no tokens are configured."""
+    tokens = configured_tokens(settings)
+    if not tokens:
+        return None
+    resource = resource_url(settings, host, port)
+    parts = urlsplit(resource)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise InvalidInput(
+            f"DEBRIEF_PUBLIC_URL must be an http(s) URL such as https://debrief.example.com/mcp; got {resource!r}"
+        )
+    # AuthSettings insists on an issuer. Tokens here are handed out by the operator, not by an OAuth server, so
+    # the issuer named in the protected-resource metadata is this server's own origin.
+    auth = AuthSettings(
+        issuer_url=f"{parts.scheme}://{parts.netloc}",  # type: ignore[arg-type]  # pydantic parses the string
+        resource_server_url=resource,  # type: ignore[arg-type]
+        # The verifier itself decides which tokens belong to this server; static tokens carry no audience.
+        validate_token_resource=False,
+    )
+    return StaticTokenVerifier(tokens), auth
+
+
+def check_bind_allowed(host: str, settings: Settings) -> None:
+    """Refuse to serve HTTP beyond loopback unless bearer tokens are configured."""
+    if is_loopback_host(host) or configured_tokens(settings):
+        return
+    raise InvalidInput(
+        f"refusing to serve on {host!r} without authentication: anyone who can reach that address could read and "
+        "rewrite the experience library. Set DEBRIEF_HTTP_TOKENS to one or more comma-separated bearer tokens "
+        f"({TOKEN_HINT}), or serve on 127.0.0.1"
+    )

@@ -1,0 +1,132 @@
+"""MCP tools that start, watch, cancel and resume learning runs."""
+
+from typing import Annotated
+
+from mcp.server import MCPServer
+from mcp.server.mcpserver import Context
+from mcp.types import ToolAnnotations
+from pydantic import BaseModel, Field, ValidationError
+
+from debrief.server.errors import InvalidInput
+from debrief.server.learning.run_models import ProblemIn, RunRecord, RunRequest
+from debrief.server.learning.runs import RunManager
+from debrief.server.mcp.state import AppState, tool_errors
+from debrief.server.store.models import Namespace
+
+STARTS = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=True)
+READS = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
+STOPS = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
+
+RunId = Annotated[str, Field(min_length=5, max_length=40, description="Run id from start_learning_run.")]
+
+
+class RunList(BaseModel):
+    """Learning runs, newest first."""
+
+    runs: list[RunRecord]
+
+
+def _runs(ctx: Context[AppState]) -> RunManager:
+    return ctx.request_context.lifespan_context.runs
+
+
+def register_run_tools(server: MCPServer[AppState]) -> None:
+    """Register the learning-run tools on ``server``."""
+
+    @server.tool(annotations=STARTS)
+    async def start_learning_run(
+        namespace: Namespace,
+        ctx: Context[AppState],
+        problems: Annotated[
+            list[ProblemIn] | None,
+            Field(max_length=1000, description="Training problems with ground-truth answers (or give data_path)."),
+        ] = None,
+        data_path: Annotated[
+            str | None, Field(max_length=4096, description="A JSONL file in an allowed dataset directory.")
+        ] = None,
+        verifier: Annotated[
+            str, Field(max_length=200, description="math | exact | numeric[:tol] | regex[:pattern] | judge")
+        ] = "math",
+        epochs: Annotated[int, Field(ge=1, le=10)] = 1,
+        group_size: Annotated[int, Field(ge=1, le=16, description="Attempts per problem (G).")] = 5,
+        batch_size: Annotated[int, Field(ge=1, le=500, description="Problems per learning step.")] = 20,
+        budget_tokens: Annotated[int | None, Field(ge=1, description="Token budget (default: server's).")] = None,
+        budget_usd: Annotated[float | None, Field(gt=0, description="Dollar budget.")] = None,
+        model: Annotated[str | None, Field(max_length=200, description="A model from the allow-list.")] = None,
+        ground_truth: Annotated[bool, Field(description="False: the model judges attempts itself.")] = True,
+    ) -> RunRecord:
+        """Start learning experiences from training problems (Training-Free GRPO) in the background.
+
+        Returns at once with the run id; poll get_learning_run, or call wait_learning_run for progress. The run
+        writes new library versions to the namespace as it goes.
+        """
+        with tool_errors():
+            try:
+                request = RunRequest(
+                    namespace=namespace,
+                    problems=problems,
+                    data_path=data_path,
+                    verifier=verifier,
+                    epochs=epochs,
+                    group_size=group_size,
+                    batch_size=batch_size,
+                    budget_tokens=budget_tokens,
+                    budget_usd=budget_usd,
+                    model=model,
+                    ground_truth=ground_truth,
+                )
+            except ValidationError as error:
+                problems_found = "; ".join(str(item["msg"]) for item in error.errors())
+                raise InvalidInput(f"the run request is not valid: {problems_found}") from None
+            return await _runs(ctx).start(request)
+
+    @server.tool(annotations=READS)
+    async def get_learning_run(run_id: RunId, ctx: Context[AppState]) -> RunRecord:
+        """Status, progress, per-step records, tokens, cost and library versions of a learning run."""
+        with tool_errors():
+            return await _runs(ctx).get(run_id)
+
+    @server.tool(annotations=READS)
+    async def wait_learning_run(
+        run_id: RunId,
+        ctx: Context[AppState],
+        timeout_seconds: Annotated[float, Field(gt=0, le=50, description="Longest wait (clients cancel ~60 s).")] = 30,
+    ) -> RunRecord:
+        """Wait for a learning run to finish, sending progress notifications meanwhile; returns its record.
+
+        Returns after timeout_seconds even if the run is still going: call again to keep watching.
+        """
+
+        async def report(record: RunRecord) -> None:
+            progress = record.progress
+            total = float(progress.attempts_total) if progress.attempts_total else None
+            message = f"{record.status}: step {progress.step}/{progress.total_steps} {progress.message}".strip()
+            await ctx.report_progress(float(progress.attempts_done), total, message)
+
+        with tool_errors():
+            return await _runs(ctx).wait(run_id, timeout=timeout_seconds, on_progress=report)
+
+    @server.tool(annotations=STOPS)
+    async def cancel_learning_run(run_id: RunId, ctx: Context[AppState]) -> RunRecord:
+        """Stop a learning run after its current step; the library stays at a consistent version."""
+        with tool_errors():
+            return await _runs(ctx).cancel(run_id)
+
+    @server.tool(annotations=STARTS)
+    async def resume_learning_run(
+        run_id: RunId,
+        ctx: Context[AppState],
+        budget_tokens: Annotated[
+            int | None, Field(ge=1, description="New token budget for the whole run (e.g. after a budget stop).")
+        ] = None,
+        budget_usd: Annotated[float | None, Field(gt=0, description="New dollar budget for the whole run.")] = None,
+    ) -> RunRecord:
+        """Continue an interrupted, failed, cancelled or budget-stopped run from its last finished step."""
+        with tool_errors():
+            return await _runs(ctx).resume(run_id, budget_tokens=budget_tokens, budget_usd=budget_usd)
+
+    @server.tool(annotations=READS)
+    async def list_learning_runs(ctx: Context[AppState], namespace: Namespace | None = None) -> RunList:
+        """List learning runs, newest first, optionally of one namespace."""
+        with tool_errors():
+            return RunList(runs=await _runs(ctx).runs(namespace))
