@@ -9,9 +9,10 @@ import math
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import anyio
+import re2
 
 from debrief.learner.datasets import Problem
 from debrief.learner.errors import ConfigError
@@ -152,12 +153,32 @@ def _numeric(tolerance: float) -> ScoreFunction:
     return score
 
 
+def compile_safe_pattern(pattern: str) -> Any:
+    """Compile a user-supplied pattern with RE2, which matches in linear time (no catastrophic backtracking).
+
+    Python's ``re`` holds the GIL while it backtracks, so one hostile pattern would stall every other request in
+    the process; RE2 cannot backtrack. It has no backreferences or lookaround.
+
+    Raises:
+        ConfigError: the pattern is not valid RE2 syntax.
+    """
+    options = re2.Options()
+    options.log_errors = False
+    try:
+        return re2.compile(pattern, options)
+    except re2.error as error:
+        reason = error.args[0].decode("utf-8", "replace") if error.args and isinstance(error.args[0], bytes) else error
+        raise ConfigError(
+            f"bad regex {pattern!r}: {reason} (patterns use RE2 syntax: no backreferences or lookaround)"
+        ) from None
+
+
 def _regex(pattern: str | None) -> ScoreFunction:
-    compiled = re.compile(pattern) if pattern else None
+    compiled = compile_safe_pattern(pattern) if pattern else None
 
     def score(response: str, answer: str | None) -> float:
         if compiled is None:
-            return float(answer is not None and re.search(answer, response) is not None)
+            return float(answer is not None and compile_safe_pattern(answer).search(response) is not None)
         matches = list(compiled.finditer(response))
         if not matches or answer is None:
             return 0.0
@@ -192,13 +213,11 @@ def make_verifier(spec: str) -> Verifier:
             tolerance = float(argument) if argument else 1e-6
         except ValueError as error:
             raise ConfigError(f"numeric tolerance must be a number, not {argument!r}") from error
+        if not math.isfinite(tolerance) or tolerance < 0:
+            raise ConfigError(f"numeric tolerance must be a finite number ≥ 0, not {argument!r}")
         return FunctionVerifier(name=spec, function=_numeric(tolerance))
     if kind == "regex":
-        try:
-            function = _regex(argument or None)
-        except re.error as error:
-            raise ConfigError(f"bad regex {argument!r}: {error}") from error
-        return FunctionVerifier(name=spec, function=function)
+        return FunctionVerifier(name=spec, function=_regex(argument or None))
     if kind and argument and ":" not in argument:
         try:
             function = getattr(importlib.import_module(kind), argument)

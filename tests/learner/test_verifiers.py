@@ -95,3 +95,25 @@ def test_final_answer_prefers_boxed_then_answer_line_then_last_line() -> None:
     assert final_answer("a \\boxed{x^{2}} b \\boxed{\\frac{1}{2}}") == "\\frac{1}{2}"
     assert final_answer("work\nAnswer: 7\nthanks") == "7"
     assert final_answer("work\n\n12\n") == "12"
+
+
+@pytest.mark.parametrize(
+    ("spec", "answer"),
+    [(r"regex:(a+)+$", "a"), (r"regex:^(\w+\s?)*$", "a"), ("regex", r"(a|aa)+$"), ("regex", r"(x+x+)+y")],
+)
+async def test_a_catastrophic_regex_scores_at_once_instead_of_backtracking(spec: str, answer: str) -> None:
+    hostile = "a" * 40_000 + "!" if "x" not in answer else "x" * 40_000
+    # Python's re needs longer than the age of the universe here; a linear-time engine answers in milliseconds.
+    assert await score(spec, hostile, answer) == 0.0
+
+
+@pytest.mark.parametrize("pattern", [r"(a)\1", r"(?=a)b", r"(?<!x)y"])
+def test_patterns_a_linear_time_engine_cannot_run_are_refused_with_the_reason(pattern: str) -> None:
+    with pytest.raises(ConfigError, match="RE2"):
+        make_verifier(f"regex:{pattern}")
+
+
+@pytest.mark.parametrize("tolerance", ["nan", "inf", "-inf", "-1", "-0.5"])
+def test_a_numeric_tolerance_must_be_finite_and_not_negative(tolerance: str) -> None:
+    with pytest.raises(ConfigError, match="finite"):
+        make_verifier(f"numeric:{tolerance}")
