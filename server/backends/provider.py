@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 
@@ -39,15 +38,15 @@ class ModelProvider:
     @property
     def configured(self) -> bool:
         """Whether an external endpoint is configured (else the embedded local model is used)."""
-        return self._settings.model_base_url is not None
+        return self._settings.models.base_url is not None
 
     def choose_model(self, requested: str | None) -> str | None:
         """The model a client asked for, if the allow-list permits it; ``None`` means the default."""
         if requested is None:
             return None
-        allowed = self._settings.allowed_model_names()
-        if self._settings.model is not None:
-            allowed = [self._settings.model, *allowed]
+        allowed = list(self._settings.models.allowed)
+        if self._settings.models.name is not None:
+            allowed = [self._settings.models.name, *allowed]
         if requested not in allowed:
             listed = ", ".join(repr(name) for name in allowed) or "none (the server's default model only)"
             raise InvalidInput(f"model {requested!r} is not allowed here; allowed: {listed}")
@@ -55,27 +54,25 @@ class ModelProvider:
 
     def prices(self) -> PriceTable:
         """The configured prices, applied to every model."""
+        prices = self._settings.prices
         return PriceTable(
-            default=ModelPrice(
-                input_per_million=self._settings.price_input_per_million,
-                output_per_million=self._settings.price_output_per_million,
-            )
+            default=ModelPrice(input_per_million=prices.input_per_million, output_per_million=prices.output_per_million)
         )
 
     async def endpoint(self, model: str | None = None) -> Endpoint:
         """The endpoint to use for ``model`` (``None``: the configured default)."""
         settings = self._settings
-        if settings.model_base_url is not None:
-            name = model or settings.model
+        models = settings.models
+        if models.base_url is not None:
+            name = model or models.name
             if name is None:
                 raise InvalidInput("DEBRIEF_MODEL is not set: name the model to use at DEBRIEF_MODEL_BASE_URL")
-            key = settings.model_api_key.get_secret_value() if settings.model_api_key else None
-            key = key or os.environ.get("OPENAI_API_KEY") or "not-needed"
+            key = (models.api_key.get_secret_value() if models.api_key else None) or "not-needed"
             return Endpoint(
-                base_url=settings.model_base_url,
+                base_url=models.base_url,
                 api_key=key,
                 model=name,
-                reflect_model=settings.reflect_model or name,
+                reflect_model=models.reflect_name or name,
                 local=False,
             )
         async with self._lock:
@@ -83,7 +80,7 @@ class ModelProvider:
                 from debrief.server.backends.local_model import LocalModelServer  # noqa: PLC0415 - only when no endpoint is set
 
                 local = await self._stack.enter_async_context(
-                    LocalModelServer.start(settings.local_model_path, log_path=settings.data_dir / "local-model.log")
+                    LocalModelServer.start(models.local_path, log_path=settings.data_dir / "local-model.log")
                 )
                 self._local = Endpoint(
                     base_url=local.base_url,

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 from urllib.parse import urlsplit
 
+from debrief.server.cli.flags import settings_from_flags
 from debrief.server.errors import InvalidInput
 
 ClientName = Literal["claude-desktop", "cursor", "vscode", "claude-code"]
@@ -179,27 +180,43 @@ def _backup_path(path: Path, now: datetime) -> Path:
     return candidate
 
 
+def _read_object(path: Path) -> dict[str, Any]:
+    """The JSON object in ``path`` ({} when it is missing or blank), or InvalidInput saying why it cannot be merged."""
+    if not path.exists():
+        return {}
+    raw = path.read_text(encoding="utf-8")
+    if not raw.strip():
+        return {}
+    try:
+        loaded = json.loads(raw)
+    except json.JSONDecodeError as error:
+        raise InvalidInput(
+            f"{str(path)!r} is not plain JSON ({error.msg} at line {error.lineno}); it may hold comments. "
+            "Nothing was written: add the snippet from `debrief config` by hand"
+        ) from error
+    if not isinstance(loaded, dict):
+        raise InvalidInput(f"{str(path)!r} holds a JSON {type(loaded).__name__}, not an object; nothing was written")
+    return loaded
+
+
+def _write_with_backup(path: Path, document: Mapping[str, Any], now: datetime | None) -> WriteResult:
+    """Back up ``path`` (if it exists), then replace it atomically with ``document``."""
+    backup = None
+    if path.exists():
+        backup = _backup_path(path, now or datetime.now())
+        shutil.copy2(path, backup)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.debrief-tmp")
+    temporary.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    os.replace(temporary, path)  # atomic: a crash leaves the old file or the new one, never half of one
+    return WriteResult(path=path, changed=True, backup=backup)
+
+
 def merge_into(
     path: Path, client: ClientName, entry: Mapping[str, Any], *, force: bool = False, now: datetime | None = None
 ) -> WriteResult:
     """Add ``entry`` as the ``debrief`` server in ``path``, keeping everything else and backing up the old file."""
-    document: dict[str, Any] = {}
-    existed = path.exists()
-    if existed:
-        raw = path.read_text(encoding="utf-8")
-        if raw.strip():
-            try:
-                loaded = json.loads(raw)
-            except json.JSONDecodeError as error:
-                raise InvalidInput(
-                    f"{str(path)!r} is not plain JSON ({error.msg} at line {error.lineno}); it may hold comments. "
-                    "Nothing was written: add the snippet from `debrief config` by hand"
-                ) from error
-            if not isinstance(loaded, dict):
-                raise InvalidInput(
-                    f"{str(path)!r} holds a JSON {type(loaded).__name__}, not an object; nothing was written"
-                )
-            document = loaded
+    document = _read_object(path)
     key = servers_key(client)
     servers = document.get(key, {})
     if not isinstance(servers, dict):
@@ -212,16 +229,71 @@ def merge_into(
             f"{str(path)!r} already has a different {SERVER_NAME!r} server: {json.dumps(existing)}; "
             "pass --force to replace it (the old file is kept as a backup)"
         )
-    backup = None
-    if existed:
-        backup = _backup_path(path, now or datetime.now())
-        shutil.copy2(path, backup)
     document[key] = {**servers, SERVER_NAME: dict(entry)}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.debrief-tmp")
-    temporary.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
-    os.replace(temporary, path)  # atomic: a crash leaves the old file or the new one, never half of one
-    return WriteResult(path=path, changed=True, backup=backup)
+    return _write_with_backup(path, document, now)
+
+
+# ---- Claude Code hooks ------------------------------------------------------------------------------------
+
+HOOK_EVENTS: dict[str, str] = {"UserPromptSubmit": "user-prompt-submit"}
+"""Claude Code hook event -> ``debrief hook`` event."""
+HOOK_MODULE = "debrief.server.cli.hook"
+HOOK_TIMEOUT_SECONDS = 5
+
+
+def hook_commands(data_dir: Path, *, executable: str | None = None) -> dict[str, str]:
+    """The command per Claude Code event: ``python -m`` the stdlib-only hook module.
+
+    ``debrief``'s own entry point loads settings, which alone costs most of the hook's latency budget.
+    """
+    python = Path(executable or sys.executable).absolute()
+    data = data_dir.expanduser().absolute()
+    return {
+        event: shlex.join([str(python), "-m", HOOK_MODULE, name, "--data-dir", str(data)])
+        for event, name in HOOK_EVENTS.items()
+    }
+
+
+def _is_debrief_hook(handler: Any) -> bool:
+    return isinstance(handler, dict) and HOOK_MODULE in str(handler.get("command", ""))
+
+
+def claude_settings_path(
+    scope: Literal["project", "user"], *, home: Path | None = None, cwd: Path | None = None
+) -> Path:
+    """Claude Code's settings file: ``.claude/settings.json`` in the project, or ``~/.claude/settings.json``."""
+    base = (home or Path.home()) if scope == "user" else (cwd or Path.cwd())
+    return base / ".claude" / "settings.json"
+
+
+def merge_hooks(path: Path, commands: Mapping[str, str], *, now: datetime | None = None) -> WriteResult:
+    """Install Debrief's hook commands in a Claude Code settings file, keeping every other hook and setting.
+
+    An earlier Debrief hook for the same event is replaced (never duplicated); the old file is backed up.
+    """
+    document = _read_object(path)
+    hooks = document.get("hooks", {})
+    if not isinstance(hooks, dict):
+        raise InvalidInput(f"'hooks' in {str(path)!r} is not an object; nothing was written")
+    merged = dict(hooks)
+    for event, command in commands.items():
+        groups = hooks.get(event, [])
+        if not isinstance(groups, list):
+            raise InvalidInput(f"hooks.{event} in {str(path)!r} is not a list; nothing was written")
+        kept = []
+        for group in groups:
+            handlers = group.get("hooks") if isinstance(group, dict) else None
+            if not isinstance(handlers, list) or not any(_is_debrief_hook(handler) for handler in handlers):
+                kept.append(group)
+                continue
+            others = [handler for handler in handlers if not _is_debrief_hook(handler)]
+            if others:
+                kept.append({**group, "hooks": others})
+        handler = {"type": "command", "command": command, "timeout": HOOK_TIMEOUT_SECONDS}
+        merged[event] = [*kept, {"hooks": [handler]}]
+    if merged == hooks:
+        return WriteResult(path=path, changed=False, backup=None)
+    return _write_with_backup(path, {**document, "hooks": merged}, now)
 
 
 def target_from_args(args: argparse.Namespace) -> Target:
@@ -230,16 +302,35 @@ def target_from_args(args: argparse.Namespace) -> Target:
         return HttpTarget(url=args.url or DEFAULT_URL, token=args.token)
     if args.token is not None:
         raise InvalidInput("--token only applies to an HTTP server; add --http (and --url if it is not local)")
-    from debrief.server.settings import Settings  # noqa: PLC0415 - settings only for the stdio data dir
+    settings = settings_from_flags(args)
+    return stdio_target(settings.data_dir, chroma_url=settings.chroma_url)
 
-    settings = Settings()
-    data_dir = args.data_dir if args.data_dir is not None else settings.data_dir
-    chroma_url = args.chroma_url if args.chroma_url is not None else settings.chroma_url
-    return stdio_target(Path(data_dir), chroma_url=chroma_url)
+
+def _config_hooks(args: argparse.Namespace) -> int:
+    if args.client != "claude-code":
+        raise InvalidInput(f"--hooks is for claude-code only, not {args.client!r}")
+    target = target_from_args(args)
+    if not isinstance(target, StdioTarget):
+        raise InvalidInput("--hooks asks the local server on its data dir: drop --http/--url (hooks use loopback)")
+    commands = hook_commands(target.data_dir)
+    path = Path(args.write).expanduser() if args.write else claude_settings_path(args.scope)
+    result = merge_hooks(path, commands)
+    if not result.changed:
+        print(f"{path} already has Debrief's hooks; nothing to do", file=sys.stderr)
+        return 0
+    saved = f" (previous file saved as {result.backup})" if result.backup else ""
+    print(
+        f"wrote Debrief's {', '.join(commands)} hook into {path}{saved}. It asks a running `debrief serve` on "
+        f"{target.data_dir}: register the MCP server too (`debrief config claude-code`).",
+        file=sys.stderr,
+    )
+    return 0
 
 
 def _config(args: argparse.Namespace) -> int:
     client: ClientName = args.client
+    if getattr(args, "hooks", False):
+        return _config_hooks(args)
     target = target_from_args(args)
     if args.write is None:
         sys.stdout.write(render(client, target))
@@ -285,4 +376,16 @@ def register(commands: Any, common: Callable[[argparse.ArgumentParser], None]) -
         help="merge into the client's config file (default: its standard location) after backing it up",
     )
     config.add_argument("--force", action="store_true", help="replace an existing, different 'debrief' entry")
+    config.add_argument(
+        "--hooks",
+        action="store_true",
+        help="claude-code: install the hook that adds relevant lessons to every prompt into Claude Code's "
+        "settings (merged, after a backup); --write PATH for another file",
+    )
+    config.add_argument(
+        "--scope",
+        choices=["project", "user"],
+        default="project",
+        help="with --hooks: .claude/settings.json in this project (default) or ~/.claude/settings.json",
+    )
     config.set_defaults(handler=_config)

@@ -17,6 +17,7 @@ from debrief.learner import EvaluationReport, LibraryEntry, Problem, RunConfig, 
 from debrief.server.backends.provider import ModelProvider
 from debrief.server.cli.demo_session import run_session
 from debrief.server.cli.demo_tasks import generate_tasks
+from debrief.server.cli.flags import settings_from_flags
 from debrief.server.cli.learn import learn_with_progress, step_table
 from debrief.server.settings import Settings
 from debrief.server.store.experience_store import ExperienceStore
@@ -161,12 +162,7 @@ def _options(demo: argparse.ArgumentParser) -> None:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    overrides: dict[str, Any] = {}
-    if args.data_dir is not None:
-        overrides["data_dir"] = args.data_dir
-    if args.chroma_url is not None:
-        overrides["chroma_url"] = args.chroma_url
-    settings = Settings(**overrides)
+    settings = settings_from_flags(args)
     console = Console(width=None if sys.stdout.isatty() else 120)
     anyio.run(run_demo, settings, args, console)
     return 0

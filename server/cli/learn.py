@@ -30,8 +30,8 @@ from debrief.learner import (
     make_verifier,
     run_learning,
 )
+from debrief.server.cli.flags import settings_from_flags
 from debrief.server.errors import InvalidInput
-from debrief.server.settings import Settings
 from debrief.server.store.experience_store import ExperienceStore
 from debrief.server.store.learner_library import StoreLibrary
 
@@ -132,19 +132,7 @@ def _problems(args: argparse.Namespace) -> list[Problem]:
 
 
 def _learn(args: argparse.Namespace) -> int:
-    overrides: dict[str, Any] = {}
-    for flag, field in (
-        ("data_dir", "data_dir"),
-        ("chroma_url", "chroma_url"),
-        ("base_url", "model_base_url"),
-        ("model", "model"),
-        ("reflect_model", "reflect_model"),
-        ("api_key", "model_api_key"),
-    ):
-        value = getattr(args, flag, None)
-        if value is not None:
-            overrides[field] = value
-    settings = Settings(**overrides)
+    settings = settings_from_flags(args)
     console = Console(stderr=True)
     problems = _problems(args)
     try:

@@ -13,27 +13,18 @@ from typing import Any
 
 import anyio
 
+from debrief.server.cli.flags import settings_from_flags
 from debrief.server.errors import DebriefError
 from debrief.server.settings import Settings
 
 logger = logging.getLogger("debrief")
 
 
-def _settings(args: argparse.Namespace) -> Settings:
-    """Settings from the environment, overridden by any flag the user gave."""
-    overrides: dict[str, Any] = {}
-    if getattr(args, "data_dir", None) is not None:
-        overrides["data_dir"] = args.data_dir
-    if getattr(args, "chroma_url", None) is not None:
-        overrides["chroma_url"] = args.chroma_url
-    return Settings(**overrides)
-
-
 def _serve(args: argparse.Namespace) -> int:
     from debrief.server.mcp.app import create_server  # noqa: PLC0415 - heavy imports only for the command that needs them
     from debrief.server.mcp.auth import check_bind_allowed, http_auth  # noqa: PLC0415
 
-    settings = _settings(args)
+    settings = settings_from_flags(args)
     if args.http:
         check_bind_allowed(args.host, settings)
         server = create_server(settings, http_auth=http_auth(settings, args.host, args.port))
@@ -51,7 +42,7 @@ async def _open_store(settings: Settings) -> Any:
 
 
 def _experiences(args: argparse.Namespace) -> int:
-    settings = _settings(args)
+    settings = settings_from_flags(args)
 
     async def run() -> int:
         from debrief.server.mcp.guidance import library_text  # noqa: PLC0415

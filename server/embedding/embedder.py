@@ -158,12 +158,12 @@ class OpenAIEmbedder:
 
 
 def make_embedder(settings: Settings) -> Embedder:
-    """The embedder ``settings.embedder`` names: ``local`` loads MiniLM now, ``openai`` connects lazily."""
-    if settings.embedder == "openai":
-        api_key = settings.embedding_api_key
+    """The embedder ``settings.embedding.kind`` names: ``local`` loads MiniLM now, ``openai`` connects lazily."""
+    if settings.embedding.kind == "openai":
+        api_key = settings.embedding.api_key
         return OpenAIEmbedder(
-            model=settings.embedding_model,
-            base_url=settings.embedding_base_url,
+            model=settings.embedding.model,
+            base_url=settings.embedding.base_url,
             api_key=None if api_key is None else api_key.get_secret_value(),
         )
     return MiniLMEmbedder()

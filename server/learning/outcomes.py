@@ -21,15 +21,27 @@ from anyio.abc import TaskGroup
 
 from debrief.learner import RecordedAttempt, reflect_on_attempts
 from debrief.learner.errors import LearnerError
+from debrief.learner.fencing import strip_controls
 from debrief.learner.library import Provenance
+from debrief.learner.operations import Operation
 from debrief.server.chroma.locks import FileLock
 from debrief.server.embedding.embedder import Embedder
-from debrief.server.errors import InvalidInput
+from debrief.server.errors import Conflict, InvalidInput, NotFound
 from debrief.server.learning.outcome_models import Outcome, OutcomePage, RecordOutcomeResult, Reflection
+from debrief.server.learning.reflection_tasks import (
+    LIBRARY_SLICE,
+    ReflectionTask,
+    ReflectionTaskBook,
+    SubmittedReflection,
+    TaskAttempt,
+    check_submission,
+    effective_mode,
+)
 from debrief.server.learning.runs import BackendProvider
 from debrief.server.settings import Settings
 from debrief.server.store.experience_store import ExperienceStore
 from debrief.server.store.learner_library import StoreLibrary
+from debrief.server.store.planning import id_namespace
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +74,19 @@ class OutcomeBook:
         self._reflecting = anyio.CapacityLimiter(1)
         self._pending: dict[str, anyio.Event] = {}
         self._results: dict[str, Reflection] = {}
+        self.tasks = ReflectionTaskBook(
+            settings,
+            ttl=timedelta(hours=settings.outcomes.reflection_task_hours),
+            max_operations=settings.outcomes.reflection_max_operations,
+        )
+        self._submitting = anyio.Lock()
+
+    @property
+    def reflection_mode(self) -> str:
+        """Who reflects on mixed groups here: ``server`` (the configured model) or ``client`` (via tasks)."""
+        return effective_mode(
+            self._settings.outcomes.reflection, endpoint_configured=self._settings.models.base_url is not None
+        )
 
     # ---- file access --------------------------------------------------------------------------------
 
@@ -124,11 +149,18 @@ class OutcomeBook:
         wait: float | None = None,
     ) -> RecordOutcomeResult:
         """Store an outcome, raise usage counters, and reflect on its group if the group is now mixed."""
+        # Stored text is shown in terminals and prompts later: no control characters or escape sequences.
+        task, attempt = strip_controls(task), strip_controls(attempt)
+        feedback = strip_controls(feedback) if feedback is not None else None
+        task_key = strip_controls(task_key) if task_key is not None else None
+        if not task.strip() or not attempt.strip():
+            raise InvalidInput("task and attempt must contain visible text (control characters are removed)")
         for experience_id in experience_ids_used:
-            if not experience_id.startswith(f"{namespace}:"):
+            # Checked in full before anything is written: a refused call must leave no outcome behind.
+            if id_namespace(experience_id) != namespace:
                 raise InvalidInput(
-                    f"experience id {experience_id!r} is not in namespace {namespace!r}; pass the ids that "
-                    "retrieve_experiences returned for this namespace"
+                    f"experience id {experience_id!r} is not an experience of namespace {namespace!r} (ids look "
+                    f"like '{namespace}:0123456789ab'); pass the ids that retrieve_experiences returned for it"
                 )
         vector = (await self._embedder.embed([task]))[0]
         outcomes, vectors, reflections = await anyio.to_thread.run_sync(self._state, namespace)
@@ -150,7 +182,7 @@ class OutcomeBook:
         if outcome.experience_ids_used:
             await self._store.record_usage(outcome.experience_ids_used, helpful=reward >= SUCCESS)
         members = [item for item in outcomes if item.group_id == group_id and item.outcome_id not in reflections]
-        members = [*members, outcome][-self._settings.outcome_group_max :]
+        members = [*members, outcome][-self._settings.outcomes.group_max :]
         rewards = [item.reward for item in members]
         mixed = any(r >= SUCCESS for r in rewards) and any(r < SUCCESS for r in rewards)
         result = RecordOutcomeResult(
@@ -160,6 +192,11 @@ class OutcomeBook:
             counters_updated=outcome.experience_ids_used,
         )
         if not mixed:
+            return result
+        if self.reflection_mode == "client":
+            task = await self._prepare_task(namespace, members)
+            result.reflection = "task_waiting"
+            result.reflection_task_id = task.task_id
             return result
         done = anyio.Event()
         self._pending[outcome.outcome_id] = done
@@ -171,6 +208,7 @@ class OutcomeBook:
             if reflection is not None:
                 result.reflection = reflection.status
                 result.reflection_version = reflection.version
+                result.reflection_rejected = reflection.rejected
         return result
 
     def _group_of(
@@ -178,7 +216,7 @@ class OutcomeBook:
     ) -> str:
         if task_key is not None:
             return f"key:{task_key}"
-        horizon = _now() - timedelta(days=self._settings.outcome_window_days)
+        horizon = _now() - timedelta(days=self._settings.outcomes.window_days)
         candidates = [
             (index, item)
             for index, item in enumerate(outcomes)
@@ -188,7 +226,7 @@ class OutcomeBook:
             matrix = np.asarray([vectors[index] for index, _ in candidates], dtype=np.float32)
             similarities = matrix @ np.asarray(vector, dtype=np.float32)
             best = int(np.argmax(similarities))
-            if float(similarities[best]) >= self._settings.outcome_match_threshold:
+            if float(similarities[best]) >= self._settings.outcomes.match_threshold:
                 return candidates[best][1].group_id
         return f"grp-{secrets.token_hex(6)}"
 
@@ -214,6 +252,7 @@ class OutcomeBook:
                 )
             reflection.version = report.version
             reflection.applied = len(report.applied)
+            reflection.rejected = [f"{item.stage}: {item.reason}" for item in report.rejected]
             reflection.error = report.error
             reflection.status = "failed" if report.error else ("applied" if report.applied else "no_change")
         except (LearnerError, OSError) as error:
@@ -229,6 +268,141 @@ class OutcomeBook:
                 self._results[ids[-1]] = reflection
                 self._pending.pop(ids[-1], None)
                 done.set()
+
+    # ---- reflection by the client --------------------------------------------------------------------
+
+    async def _prepare_task(self, namespace: str, members: list[Outcome]) -> ReflectionTask:
+        task = members[-1].task
+        entries = await StoreLibrary(self._store, namespace).relevant(task, LIBRARY_SLICE)
+        version = await self._store.version(namespace)
+        attempts = [
+            TaskAttempt(outcome_id=item.outcome_id, account=item.attempt, reward=item.reward, feedback=item.feedback)
+            for item in members
+        ]
+        return await anyio.to_thread.run_sync(
+            lambda: self.tasks.create(
+                namespace=namespace,
+                group_id=members[-1].group_id,
+                task=task,
+                attempts=attempts,
+                entries=entries,
+                library_version=version,
+            )
+        )
+
+    async def oldest_task(self, namespace: str | None) -> tuple[ReflectionTask | None, int]:
+        """The oldest open reflection task (of ``namespace``, or of any) and how many are open."""
+        return await anyio.to_thread.run_sync(self.tasks.oldest_open, namespace)
+
+    async def submit_reflection(
+        self, task_id: str, operations: Sequence[Operation], *, analysis: str | None
+    ) -> SubmittedReflection:
+        """Check a client's answer to a task and apply it as one change; a bad answer writes nothing."""
+        async with self._submitting:
+            lock = await anyio.to_thread.run_sync(self.tasks.hold)
+            try:
+                task = await anyio.to_thread.run_sync(self.tasks.open_task, task_id)
+                earlier = await self._version_made_by(task)
+                if earlier is not None:
+                    # A crash after the change and before the task was closed: the change stands, once.
+                    await anyio.to_thread.run_sync(
+                        lambda: self.tasks.close(task, "submitted", result_version=earlier)
+                    )
+                    raise Conflict(f"reflection task {task_id!r} was already submitted (library version {earlier})")
+                active = await self._active_of(task)
+                resolved = check_submission(
+                    task, operations, active_ids=active, max_text_bytes=self._settings.limits.experience_bytes
+                )
+                why = "reflected by the client" + (f": {analysis.strip()}" if analysis and analysis.strip() else "")
+                applied, rejected, version = [], [], None
+                if resolved:
+                    report = await self._store.apply(
+                        task.namespace,
+                        resolved,
+                        provenance=Provenance(
+                            kind="outcome", groups=[task.group_id, task.task_id], outcome_ids=task.outcome_ids
+                        ),
+                        reason=why[: self._settings.limits.note_bytes],
+                    )
+                    applied = list(report.applied)
+                    rejected = [f"{item.operation.op}: {item.reason}" for item in report.rejected]
+                    version = report.version if applied else None
+                await anyio.to_thread.run_sync(
+                    lambda: self.tasks.close(task, "submitted", result_version=version, analysis=analysis)
+                )
+            finally:
+                lock.release()
+        reflection = Reflection(
+            group_id=task.group_id,
+            namespace=task.namespace,
+            outcome_ids=task.outcome_ids,
+            status="applied" if applied else "no_change",
+            version=version,
+            applied=len(applied),
+            at=_now(),
+            reflected_by="client",
+            task_id=task.task_id,
+        )
+        await self._mark_reflected(reflection)
+        return SubmittedReflection(
+            task_id=task.task_id,
+            namespace=task.namespace,
+            version=version,
+            applied=[item.operation for item in applied],
+            experience_ids=[list(item.experience_ids) for item in applied],
+            rejected=rejected,
+            outcome_ids=task.outcome_ids,
+        )
+
+    async def skip_reflection(self, task_id: str, *, reason: str | None) -> ReflectionTask:
+        """Close a task unanswered; its outcomes count as reflected on, so they are not offered again."""
+        async with self._submitting:
+            lock = await anyio.to_thread.run_sync(self.tasks.hold)
+            try:
+                task = await anyio.to_thread.run_sync(self.tasks.open_task, task_id)
+                closed = await anyio.to_thread.run_sync(lambda: self.tasks.close(task, "skipped", note=reason))
+            finally:
+                lock.release()
+        await self._mark_reflected(
+            Reflection(
+                group_id=task.group_id,
+                namespace=task.namespace,
+                outcome_ids=task.outcome_ids,
+                status="skipped",
+                at=_now(),
+                reflected_by="client",
+                task_id=task.task_id,
+                error=reason,
+            )
+        )
+        return closed
+
+    async def _active_of(self, task: ReflectionTask) -> set[str]:
+        active: set[str] = set()
+        for experience_id in task.aliases.values():
+            try:
+                experience = await self._store.get(experience_id)
+            except NotFound:
+                continue
+            if experience.status == "active":
+                active.add(experience_id)
+        return active
+
+    async def _version_made_by(self, task: ReflectionTask) -> int | None:
+        since = task.library_version
+        while True:
+            changes = await self._store.history(task.namespace, since_version=since, limit=100)
+            for change in changes:
+                if change.source.kind == "outcome" and task.task_id in change.source.groups:
+                    return change.version
+            if not changes:
+                return None
+            since = changes[-1].version
+
+    async def _mark_reflected(self, reflection: Reflection) -> None:
+        line = {"type": "reflection", "reflection": reflection.model_dump(mode="json")}
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(self._append, reflection.namespace, line)
 
     # ---- reading ------------------------------------------------------------------------------------
 

@@ -116,7 +116,7 @@ class RunManager:
         self._provider = provider
         self._tasks = task_group
         self._root = settings.data_dir / "runs"
-        self._slots = anyio.CapacityLimiter(settings.max_concurrent_runs)
+        self._slots = anyio.CapacityLimiter(settings.runs.max_concurrent)
         self._active: dict[str, _Active] = {}
 
     # ---- persistence ---------------------------------------------------------------------------------
@@ -194,11 +194,11 @@ class RunManager:
         model = self._provider.choose_model(request.model)
         problems = await self._problems(request)
         self._check_verifier(request.verifier)
-        budget_tokens = request.budget_tokens or self._settings.run_budget_tokens
-        if budget_tokens > self._settings.max_run_budget_tokens:
+        budget_tokens = request.budget_tokens or self._settings.runs.budget_tokens
+        if budget_tokens > self._settings.runs.max_budget_tokens:
             raise InvalidInput(
                 f"budget_tokens {budget_tokens} is over this server's limit of "
-                f"{self._settings.max_run_budget_tokens}: ask for less"
+                f"{self._settings.runs.max_budget_tokens}: ask for less"
             )
         await self._check_daily_cap()
         run_id = f"run-{secrets.token_hex(6)}"
@@ -235,10 +235,10 @@ class RunManager:
         if record.owner_pid is not None and record.owner_pid != os.getpid() and _pid_alive(record.owner_pid):
             raise Conflict(f"run {run_id!r} belongs to the running process {record.owner_pid}; resume it there")
         if budget_tokens is not None:
-            if budget_tokens > self._settings.max_run_budget_tokens:
+            if budget_tokens > self._settings.runs.max_budget_tokens:
                 raise InvalidInput(
                     f"budget_tokens {budget_tokens} is over this server's limit of "
-                    f"{self._settings.max_run_budget_tokens}: ask for less"
+                    f"{self._settings.runs.max_budget_tokens}: ask for less"
                 )
             record.budget_tokens = budget_tokens
         if budget_usd is not None:
@@ -305,7 +305,7 @@ class RunManager:
             raise InvalidInput(f"verifier {spec!r} is not usable: {error}") from error
 
     async def _check_daily_cap(self) -> None:
-        cap = self._settings.daily_budget_usd
+        cap = self._settings.runs.daily_budget_usd
         if cap is not None and await self.spent_today() >= cap:
             raise Conflict(
                 f"today's learning budget of ${cap:.2f} (DEBRIEF_DAILY_BUDGET_USD) is spent; try again tomorrow "
@@ -337,6 +337,10 @@ class RunManager:
             problems = await anyio.to_thread.run_sync(load_jsonl, path)
         except LearnerError as error:
             raise InvalidInput(f"data_path {request.data_path!r}: {error}") from error
+        except (UnicodeDecodeError, OSError) as error:
+            raise InvalidInput(
+                f"data_path {request.data_path!r} cannot be read as UTF-8 JSON lines: {type(error).__name__}: {error}"
+            ) from error
         if len(problems) > 10_000:
             raise InvalidInput(f"data_path {request.data_path!r} has {len(problems)} problems; at most 10000")
         return problems
@@ -347,7 +351,7 @@ class RunManager:
         self._tasks.start_soon(self._execute, active, list(problems), name=record.run_id)
 
     def _budget_usd(self, record: RunRecord, spent_today: float) -> float | None:
-        cap = self._settings.daily_budget_usd
+        cap = self._settings.runs.daily_budget_usd
         if cap is None:
             return record.budget_usd
         remaining = max(cap - spent_today, 1e-9)

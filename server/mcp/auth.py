@@ -39,10 +39,8 @@ class StaticTokenVerifier(TokenVerifier):
 
 
 def configured_tokens(settings: Settings) -> list[str]:
-    """The bearer tokens in ``settings.http_tokens`` (comma-separated; blanks and surrounding spaces dropped)."""
-    if settings.http_tokens is None:
-        return []
-    return [token.strip() for token in settings.http_tokens.get_secret_value().split(",") if token.strip()]
+    """The bearer tokens in ``settings.http.tokens`` (the settings drop blanks and surrounding spaces)."""
+    return [token.get_secret_value() for token in settings.http.tokens]
 
 
 def is_loopback_host(host: str) -> bool:
@@ -56,9 +54,9 @@ def is_loopback_host(host: str) -> bool:
 
 
 def resource_url(settings: Settings, host: str, port: int) -> str:
-    """The URL clients reach the MCP endpoint at: ``settings.public_url``, else ``http://HOST:PORT/mcp``."""
-    if settings.public_url:
-        return settings.public_url
+    """The URL clients reach the MCP endpoint at: ``settings.http.public_url``, else ``http://HOST:PORT/mcp``."""
+    if settings.http.public_url:
+        return settings.http.public_url
     shown = f"[{host}]" if ":" in host and not host.startswith("[") else host
     return f"http://{shown}:{port}/mcp"
 

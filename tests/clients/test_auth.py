@@ -14,11 +14,10 @@ import uvicorn
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.server import MCPServer
-from pydantic import SecretStr
 
 from debrief.server.errors import InvalidInput
 from debrief.server.mcp.auth import StaticTokenVerifier, check_bind_allowed, http_auth, is_loopback_host
-from debrief.server.settings import Settings
+from debrief.server.settings import HttpSettings, Settings
 
 TOKENS = "first-token-4f9a0c2e, second-token-b71d93aa"
 
@@ -26,8 +25,8 @@ TOKENS = "first-token-4f9a0c2e, second-token-b71d93aa"
 def settings_with(tmp_path: Path, tokens: str | None, public_url: str | None = None) -> Settings:
     return Settings(
         data_dir=tmp_path,
-        http_tokens=SecretStr(tokens) if tokens is not None else None,
-        public_url=public_url,
+        # The comma-separated form DEBRIEF_HTTP_TOKENS takes.
+        http=HttpSettings.model_validate({"tokens": tokens or "", "public_url": public_url}),
     )
 
 

@@ -16,7 +16,7 @@ from debrief.learner.backend import ChatRequest
 from debrief.server.backends.provider import ModelProvider
 from debrief.server.embedding.embedder import Embedder
 from debrief.server.mcp.app import create_server
-from debrief.server.settings import Settings
+from debrief.server.settings import PriceSettings, RunSettings, Settings
 from tests.learner.scripted import LESSON, addition_problems, policy, reflector
 from tests.server.test_tools import call, call_error
 
@@ -187,7 +187,7 @@ async def test_a_restarted_server_lists_an_interrupted_run_and_resumes_it(
 
 
 async def test_runs_beyond_the_concurrency_limit_wait_in_the_queue(tmp_path: Path, test_embedder: Embedder) -> None:
-    settings = settings_for(tmp_path, max_concurrent_runs=1)
+    settings = settings_for(tmp_path, runs=RunSettings(max_concurrent=1))
     gate = Gate(free=0)
     async with connect(settings, test_embedder, ScriptedProvider(settings, gate)) as client:
         first = await start(client)
@@ -222,7 +222,11 @@ async def test_a_token_budget_stops_the_run_between_steps_and_a_larger_one_finis
 
 
 async def test_the_daily_spending_cap_stops_a_run_and_refuses_the_next(tmp_path: Path, test_embedder: Embedder) -> None:
-    settings = settings_for(tmp_path, daily_budget_usd=0.01, price_input_per_million=5.0, price_output_per_million=5.0)
+    settings = settings_for(
+        tmp_path,
+        runs=RunSettings(daily_budget_usd=0.01),
+        prices=PriceSettings(input_per_million=5.0, output_per_million=5.0),
+    )
     async with connect(settings, test_embedder, ScriptedProvider(settings)) as client:
         started = await start(client, epochs=3)
         record = await finish(client, started["run_id"])
