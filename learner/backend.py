@@ -8,10 +8,10 @@ from typing import Any, Literal, Protocol
 Role = Literal["policy", "reflect", "judge"]
 """Who answers: the policy makes attempts, reflect writes summaries and operations, judge grades."""
 
-Stage = Literal["rollout", "summary", "advantage", "consolidation", "judge"]
+Stage = Literal["rollout", "summary", "advantage", "consolidation", "judge", "validation"]
 """The step of the method a call belongs to; token accounting is kept per stage."""
 
-STAGES: tuple[Stage, ...] = ("rollout", "summary", "advantage", "consolidation", "judge")
+STAGES: tuple[Stage, ...] = ("rollout", "summary", "advantage", "consolidation", "judge", "validation")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -8,8 +8,11 @@ from pydantic import BaseModel, Field
 
 from debrief.learner.accounting import TokenCount
 from debrief.learner.operations import Operation
+from debrief.learner.validation_records import ValidationRecord
 
-RejectionKind = Literal["over_word_cap", "unknown_experience", "beyond_max_operations", "stale", "library_rejected"]
+RejectionKind = Literal[
+    "over_word_cap", "unknown_experience", "beyond_max_operations", "stale", "library_rejected", "validation"
+]
 
 StopReason = Literal["finished", "budget", "cancelled"]
 
@@ -39,7 +42,7 @@ class RejectedRecord(BaseModel):
     operation: Operation | None = Field(description="The operation as proposed.")
     kind: RejectionKind = Field(description="Category of the reason.")
     reason: str = Field(description="Why it was rejected.")
-    stage: Literal["advantage", "consolidation", "apply"] = Field(description="Where it was rejected.")
+    stage: Literal["advantage", "consolidation", "validation", "apply"] = Field(description="Where it was rejected.")
     problem_id: str | None = Field(default=None, description="Group that proposed it, if known.")
 
 
@@ -83,6 +86,9 @@ class StepRecord(BaseModel):
     verifier_errors: int
     reused_rollouts: int = Field(description="Groups whose attempts were reused from an interrupted run.")
     wall_seconds: float
+    validation: ValidationRecord | None = Field(
+        default=None, description="What the validation gate measured for the step's planned edits, if it ran."
+    )
 
 
 class RunReport(BaseModel):

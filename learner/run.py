@@ -24,6 +24,7 @@ from debrief.learner.events import EventKind, ProgressEvent
 from debrief.learner.library import Library, Provenance
 from debrief.learner.records import RunReport, StepRecord, StopReason
 from debrief.learner.step import GroupWork, StepContext, rejection_counts, run_groups
+from debrief.learner.validation import ValidationGate, gate_plan
 from debrief.learner.verifiers import Verifier
 
 logger = logging.getLogger(__name__)
@@ -108,6 +109,7 @@ async def run_learning(
     checkpoint: Checkpoint | None = None,
     on_event: Callable[[ProgressEvent], None] | None = None,
     cancel: anyio.Event | None = None,
+    gate: ValidationGate | None = None,
 ) -> RunReport:
     """Learn experiences into ``library`` from ``problems``; continue from ``checkpoint`` if it holds a run.
 
@@ -178,7 +180,18 @@ async def run_learning(
                 stop = ("budget", reason)
                 break
             record = await _run_step(
-                config, plan[index], index, run_id, state, caller, library, problems, verifier, progress, save
+                config,
+                plan[index],
+                index,
+                run_id,
+                state,
+                caller,
+                library,
+                problems,
+                verifier,
+                progress,
+                save,
+                gate=gate,
             )
         progress.operations_applied += len(record.applied)
         state.steps.append(record)
@@ -217,6 +230,8 @@ async def _run_step(
     verifier: Verifier,
     progress: _Progress,
     save: Callable[[], Awaitable[None]],
+    *,
+    gate: ValidationGate | None = None,
 ) -> StepRecord:
     started = time.monotonic()
     batch = [problems[position] for position in planned_step.indices]
@@ -252,6 +267,8 @@ async def _run_step(
     works = await run_groups(ctx, batch)
     proposals = list(state.pending) + [proposal for work in works for proposal in work.proposals]
     planned = await plan_batch(caller, ctx.reflect, library, proposals)
+    # Validation gate (issue 11, learner/validation.py): planned edits that hurt held-out problems are refused.
+    planned, validation = await gate_plan(gate, planned, caller=caller, config=config, library=library)
     if planned.error is not None:
         logger.warning(
             "consolidation of step %d failed; %d proposals stay pending: %s", index, len(proposals), planned.error
@@ -285,6 +302,7 @@ async def _run_step(
         verifier_errors=sum(work.verifier_errors for work in works),
         reused_rollouts=sum(work.reused for work in works),
         wall_seconds=time.monotonic() - started,
+        validation=validation,
     )
     if not planned.operations:
         return draft
