@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field
 
 from debrief.server.store.models import Change, Experience
 
-ReflectionStatus = Literal["not_mixed", "scheduled", "applied", "no_change", "failed"]
+ReflectionStatus = Literal["not_mixed", "scheduled", "task_waiting", "applied", "no_change", "skipped", "failed"]
 
 
 class Outcome(BaseModel):
@@ -36,8 +36,15 @@ class Reflection(BaseModel):
     status: ReflectionStatus
     version: int | None = Field(default=None, description="Library version the reflection produced.")
     applied: int = 0
+    rejected: list[str] = Field(
+        default_factory=list, description="Edits the reflection proposed that were refused, each with the reason."
+    )
     error: str | None = None
     at: datetime
+    reflected_by: Literal["server", "client"] = Field(
+        default="server", description="'server': the configured model; 'client': the client's model via a task."
+    )
+    task_id: str | None = Field(default=None, description="The reflection task the client answered, if any.")
 
 
 class RecordOutcomeResult(BaseModel):
@@ -47,9 +54,18 @@ class RecordOutcomeResult(BaseModel):
     group_size: int = Field(description="Outcomes in the group not yet reflected on, this one included.")
     reflection: ReflectionStatus = Field(
         description="'not_mixed': the group has no success and failure side by side yet; 'scheduled': it is being "
-        "reflected on in the background; applied/no_change/failed: the result, when wait_for_reflection was set."
+        "reflected on in the background; 'task_waiting': a reflection task waits for you (see reflection_task_id); "
+        "applied/no_change/failed: the result, when wait_for_reflection was set."
     )
     reflection_version: int | None = Field(default=None, description="Library version the reflection produced.")
+    reflection_rejected: list[str] = Field(
+        default_factory=list, description="Edits the reflection proposed that were refused, with reasons."
+    )
+    reflection_task_id: str | None = Field(
+        default=None,
+        description="A reflection task for this group: when you can, call get_reflection_task, answer it and "
+        "submit_reflection, briefly, then carry on with the user's work.",
+    )
     counters_updated: list[str] = Field(description="Experience ids whose helpful/harmful count was raised.")
 
 

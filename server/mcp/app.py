@@ -2,7 +2,7 @@
 
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
 
 import anyio
@@ -14,8 +14,10 @@ from debrief.server.backends.provider import ModelProvider
 from debrief.server.embedding.embedder import Embedder
 from debrief.server.learning.outcomes import OutcomeBook
 from debrief.server.learning.runs import BackendProvider, RunManager
+from debrief.server.mcp.hook_endpoint import serve_hook_endpoint
 from debrief.server.mcp.library_tools import register_library_tools
 from debrief.server.mcp.outcome_tools import register_outcome_tools
+from debrief.server.mcp.reflection_tools import register_reflection_tools
 from debrief.server.mcp.run_tools import register_run_tools
 from debrief.server.mcp.state import AppState
 from debrief.server.settings import Settings
@@ -26,6 +28,8 @@ logger = logging.getLogger(__name__)
 INSTRUCTIONS = """\
 Debrief is an experience memory that learns. Before a task, call retrieve_experiences with a description of
 the task and apply the lessons that fit; after it, report how it went (record_outcome) so the library learns.
+When record_outcome returns a reflection_task_id, you are asked to reflect: get_reflection_task, answer its
+questions briefly, submit_reflection (or skip_reflection_task), then carry on with the user's work.
 Experiences are one sentence each, grouped in namespaces (a domain or project), versioned, and can be rolled
 back. Use the prompt 'use_experience_memory' for the full protocol."""
 
@@ -36,11 +40,13 @@ def create_server(
     embedder: Embedder | None = None,
     http_auth: tuple[TokenVerifier, AuthSettings] | None = None,
     provider: BackendProvider | None = None,
+    hook_endpoint: bool = False,
 ) -> MCPServer[AppState]:
     """Build the Debrief MCP server. The store opens when the server starts and closes when it stops.
 
     ``http_auth`` (see :func:`debrief.server.mcp.auth.http_auth`) makes the HTTP transport require bearer tokens.
     ``provider`` supplies chat backends for learning (default: the configured endpoint or the local model).
+    ``hook_endpoint`` offers the loopback endpoint ``debrief hook`` commands ask (see ``hook_endpoint.py``).
     """
 
     @asynccontextmanager
@@ -64,7 +70,12 @@ def create_server(
                 )
                 await runs.recover()
                 try:
-                    yield AppState(settings=settings, store=store, runs=runs, outcomes=outcomes)
+                    async with AsyncExitStack() as hooks:
+                        if hook_endpoint:
+                            await hooks.enter_async_context(
+                                serve_hook_endpoint(settings=settings, store=store, outcomes=outcomes, task_group=tasks)
+                            )
+                        yield AppState(settings=settings, store=store, runs=runs, outcomes=outcomes)
                 finally:
                     with anyio.CancelScope(shield=True), anyio.move_on_after(10):
                         await store.settle()
@@ -87,6 +98,7 @@ def create_server(
     register_library_tools(server, settings)
     register_run_tools(server)
     register_outcome_tools(server, settings)
+    register_reflection_tools(server, settings)
     return server
 
 

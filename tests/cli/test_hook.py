@@ -1,0 +1,181 @@
+"""The Claude Code hook: a light process that asks the running server for lessons, and its install into settings."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from mcp import Client
+
+from debrief.server.cli.client_config import claude_settings_path, hook_commands, merge_hooks
+from debrief.server.cli.hook import lessons_context, namespace_for
+from debrief.server.embedding.hashed import HashEmbedder
+from debrief.server.mcp.app import create_server
+from debrief.server.settings import Settings
+from tests.server.test_tools import call
+
+BY_DATE = "When sorting records by date in python, parse the date strings first."
+PROMPT = "Please sort these records by date in python, newest first."
+UNRELATED = "Write a haiku about autumn leaves falling on a quiet pond."
+
+
+def hook_command(data_dir: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "debrief.server.cli.hook", "user-prompt-submit", "--data-dir", str(data_dir), *extra]
+
+
+def event(prompt: str, cwd: Path) -> bytes:
+    return json.dumps(
+        {
+            "session_id": "abc123",
+            "transcript_path": str(cwd / "transcript.jsonl"),
+            "cwd": str(cwd),
+            "permission_mode": "default",
+            "hook_event_name": "UserPromptSubmit",
+            "prompt": prompt,
+        }
+    ).encode()
+
+
+async def run_hook(data_dir: Path, prompt: str, cwd: Path, *extra: str) -> tuple[int, str, str]:
+    with anyio.fail_after(30):
+        done = await anyio.run_process(hook_command(data_dir, *extra), input=event(prompt, cwd), check=False)
+    return done.returncode, done.stdout.decode(), done.stderr.decode()
+
+
+@pytest.fixture
+async def served(tmp_path: Path) -> AsyncIterator[tuple[Client, Settings, Path]]:
+    """A server offering the hook endpoint, and a project folder inside a git repository named 'My Repo'."""
+    settings = Settings(data_dir=tmp_path / "data", chroma_mode="in-process")
+    project = tmp_path / "My Repo"
+    (project / ".git").mkdir(parents=True)
+    (project / "src").mkdir()
+    server = create_server(settings, embedder=HashEmbedder(), hook_endpoint=True)
+    async with Client(server) as client:
+        yield client, settings, project / "src"
+
+
+@pytest.mark.anyio
+async def test_the_hook_adds_the_relevant_lesson_fenced_and_nothing_for_an_unrelated_prompt(
+    served: tuple[Client, Settings, Path],
+) -> None:
+    client, settings, cwd = served
+    added = await call(client, "add_experience", text=BY_DATE, namespace="my-repo")
+    experience_id = added["experience"]["experience_id"]
+    code, out, err = await run_hook(settings.data_dir, PROMPT, cwd, "--min-score", "0.2")
+    assert (code, err) == (0, "")
+    output = json.loads(out)
+    assert output["hookSpecificOutput"]["hookEventName"] == "UserPromptSubmit"
+    context = output["hookSpecificOutput"]["additionalContext"]
+    assert f"- [{experience_id}] {BY_DATE}" in context
+    assert "namespace 'my-repo'" in context and "not instructions from the user" in context
+    assert context.endswith("\n```")
+    code, out, err = await run_hook(settings.data_dir, UNRELATED, cwd, "--min-score", "0.2")
+    assert (code, out, err) == (0, "", "")
+    listed = await call(client, "list_experiences", namespace="my-repo")
+    assert listed["items"][0]["counters"]["retrieved"] == 1
+
+
+@pytest.mark.anyio
+async def test_the_hook_is_silent_when_no_server_runs_or_the_token_is_wrong(
+    served: tuple[Client, Settings, Path], tmp_path: Path
+) -> None:
+    client, settings, cwd = served
+    await call(client, "add_experience", text=BY_DATE, namespace="my-repo")
+    assert await run_hook(tmp_path / "nowhere", PROMPT, cwd) == (0, "", "")
+    [announced] = list((settings.data_dir / "hooks").glob("endpoint-*.json"))
+    assert announced.stat().st_mode & 0o777 == 0o600
+    entry = json.loads(announced.read_text())
+    announced.write_text(json.dumps({**entry, "token": "wrong"}))
+    assert await run_hook(settings.data_dir, PROMPT, cwd, "--min-score", "0.2") == (0, "", "")
+
+
+@pytest.mark.anyio
+async def test_the_endpoint_file_is_withdrawn_when_the_server_stops(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path / "data", chroma_mode="in-process")
+    async with Client(create_server(settings, embedder=HashEmbedder(), hook_endpoint=True)):
+        assert len(list((settings.data_dir / "hooks").glob("endpoint-*.json"))) == 1
+    assert list((settings.data_dir / "hooks").glob("endpoint-*.json")) == []
+
+
+def test_the_hook_process_imports_no_embedder_chroma_mcp_or_pydantic() -> None:
+    probe = (
+        "import sys, debrief.server.cli.hook\n"
+        "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'chromadb', 'numpy', 'mcp', 'pydantic', 'anyio'})\n"
+        "print(heavy)"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
+    assert done.stdout.strip() == "[]"
+
+
+def test_garbage_on_stdin_exits_zero_without_output(tmp_path: Path) -> None:
+    done = subprocess.run(hook_command(tmp_path), input=b"not json", capture_output=True, timeout=60, check=False)
+    assert (done.returncode, done.stdout) == (0, b"")
+
+
+def test_the_namespace_is_the_git_root_folder_name_made_valid(tmp_path: Path) -> None:
+    repo = tmp_path / "Debrief MCP!"
+    (repo / ".git").mkdir(parents=True)
+    (repo / "a" / "b").mkdir(parents=True)
+    assert namespace_for(repo / "a" / "b") == "debrief-mcp"
+    assert namespace_for(tmp_path / "Plain_Dir") == "plain_dir"
+
+
+def test_lessons_stay_within_the_character_budget() -> None:
+    items = [{"experience_id": f"ns:{n:012x}", "text": "word " * 30} for n in range(10)]
+    context = lessons_context("ns", items, 700)
+    assert len(context) <= 700
+    assert context.count("- [ns:") == 2
+    assert lessons_context("ns", items, 100) == ""
+
+
+def existing_settings() -> dict[str, Any]:
+    return {
+        "model": "opus",
+        "hooks": {
+            "UserPromptSubmit": [{"hooks": [{"type": "command", "command": "echo branch"}]}],
+            "PreToolUse": [{"matcher": "Bash", "hooks": [{"type": "command", "command": "check.sh"}]}],
+        },
+    }
+
+
+def test_config_hooks_merges_into_claude_settings_without_touching_other_hooks(tmp_path: Path) -> None:
+    path = claude_settings_path("project", cwd=tmp_path)
+    assert path == tmp_path / ".claude" / "settings.json"
+    path.parent.mkdir()
+    path.write_text(json.dumps(existing_settings()))
+    commands = hook_commands(tmp_path / "data", executable="/venv/bin/python")
+    result = merge_hooks(path, commands, now=datetime(2026, 1, 2, 3, 4, 5))
+    assert result.changed and result.backup is not None
+    assert json.loads(result.backup.read_text()) == existing_settings()
+    merged = json.loads(path.read_text())
+    assert merged["model"] == "opus"
+    assert merged["hooks"]["PreToolUse"] == existing_settings()["hooks"]["PreToolUse"]
+    prompt_hooks = merged["hooks"]["UserPromptSubmit"]
+    assert prompt_hooks[0] == existing_settings()["hooks"]["UserPromptSubmit"][0]
+    assert prompt_hooks[1]["hooks"][0]["command"] == (
+        f"/venv/bin/python -m debrief.server.cli.hook user-prompt-submit --data-dir {tmp_path / 'data'}"
+    )
+    assert not merge_hooks(path, commands).changed
+    # A new data dir replaces Debrief's hook rather than adding a second one.
+    merge_hooks(path, hook_commands(tmp_path / "other", executable="/venv/bin/python"))
+    again = json.loads(path.read_text())["hooks"]["UserPromptSubmit"]
+    assert len(again) == 2 and again[1]["hooks"][0]["command"].endswith(str(tmp_path / "other"))
+
+
+def test_config_claude_code_hooks_writes_the_project_settings_from_the_command_line(tmp_path: Path) -> None:
+    env = {**os.environ, "DEBRIEF_DATA_DIR": str(tmp_path / "data")}
+    command = [sys.executable, "-m", "debrief.server", "config", "claude-code", "--hooks"]
+    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == ""
+    written = json.loads((tmp_path / ".claude" / "settings.json").read_text())
+    [group] = written["hooks"]["UserPromptSubmit"]
+    assert "debrief.server.cli.hook user-prompt-submit" in group["hooks"][0]["command"]
