@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field
 
 from debrief.learner.accounting import TokenCount
 from debrief.learner.aliases import AliasMap
-from debrief.learner.backend import Backends, ChatRequest
+from debrief.learner.backend import Backends, ChatRequest, Stage
 from debrief.learner.calls import Caller
 from debrief.learner.config import RunConfig
 from debrief.learner.datasets import Problem
@@ -307,11 +307,15 @@ class PairedEvaluator:
         seed: int = 0,
         resamples: int = 2000,
         on_progress: Callable[[EvalProgress], None] | None = None,
+        caller: Caller | None = None,
+        stage: Stage = "rollout",
     ) -> None:
         if samples < 1:
             raise ConfigError(f"samples must be at least 1, not {samples!r}")
         self.config = config or RunConfig()
-        self.caller = Caller(backends, concurrency=self.config.concurrency, prices=self.config.prices)
+        # A learning run's validation gate passes its own caller and stage, so its attempts count in the run.
+        self.caller = caller or Caller(backends, concurrency=self.config.concurrency, prices=self.config.prices)
+        self.stage: Stage = stage
         self.verifier = verifier
         self.samples = samples
         self.temperature = temperature
@@ -386,7 +390,7 @@ class PairedEvaluator:
     async def _sample(self, problem: Problem, shown: Sequence[LibraryEntry]) -> tuple[list[float], TokenCount]:
         request = ChatRequest(
             role="policy",
-            stage="rollout",
+            stage=self.stage,
             temperature=self.temperature,
             top_p=self.top_p,
             max_tokens=self.config.max_completion_tokens,

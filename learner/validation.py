@@ -22,21 +22,17 @@ import anyio
 from pydantic import BaseModel, ConfigDict, Field
 
 from debrief.learner.accounting import TokenCount
-from debrief.learner.aliases import AliasMap
-from debrief.learner.backend import ChatRequest
 from debrief.learner.calls import Caller
 from debrief.learner.config import RunConfig
 from debrief.learner.consolidation import BatchPlan
 from debrief.learner.datasets import Problem
 from debrief.learner.errors import ConfigError
+from debrief.learner.evaluation import PairedEvaluator
 from debrief.learner.library import Library, LibraryEntry
 from debrief.learner.operations import Operation
-from debrief.learner.prompts import rollout_messages
 from debrief.learner.records import RejectedRecord
-from debrief.learner.reflection import ReflectSettings, judge_response
-from debrief.learner.stats import paired_bootstrap, problem_mean
 from debrief.learner.validation_records import EditValidation, ValidationRecord
-from debrief.learner.verifiers import Verifier, safe_score
+from debrief.learner.verifiers import Verifier
 from debrief.learner.words import normalize_experience_text
 
 
@@ -126,7 +122,7 @@ class ValidationGate:
     problems: Sequence[Problem]
     verifier: Verifier
     settings: ValidationSettings = field(default_factory=ValidationSettings)
-    _cache: dict[tuple[str, tuple[str, ...]], list[float]] = field(default_factory=dict, repr=False)
+    _paired: PairedEvaluator | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if not self.problems:
@@ -170,15 +166,15 @@ class ValidationGate:
                 continue
             changed = touched | _ids_of(operation, new_id)
             trial = await self._rewards(caller, config, candidate, retrieved, changed)
-            differences = [problem_mean(trial[key]) - problem_mean(base[key]) for key in base]
-            delta = sum(differences) / len(differences)
-            interval = paired_bootstrap(differences, seed=self.settings.seed)
+            comparison = self._evaluator(caller, config).compare_rewards(
+                "with", "without", [(trial[key], base[key]) for key in base]
+            )
+            delta, (low, high) = comparison.mean_at_k, comparison.ci95
             mean_without, mean_with = _mean(base), _mean(trial)
             keep = delta >= -self.settings.margin - 1e-12
             figures = (
                 f"validation Mean@{self.settings.samples} {mean_without:.3f} -> {mean_with:.3f} "
-                f"(delta {delta:+.3f}, 95% CI [{interval.low:+.3f}, {interval.high:+.3f}], "
-                f"{len(differences)} problems)"
+                f"(delta {delta:+.3f}, 95% CI [{low:+.3f}, {high:+.3f}], {comparison.problems} problems)"
             )
             reason = (
                 f"kept: {figures}, within the margin of {self.settings.margin:.3f}"
@@ -192,7 +188,7 @@ class ValidationGate:
                     mean_without=mean_without,
                     mean_with=mean_with,
                     delta=delta,
-                    ci95=interval.as_list(),
+                    ci95=[low, high],
                     reason=reason,
                 )
             )
@@ -242,43 +238,33 @@ class ValidationGate:
         retrieved: dict[str, list[LibraryEntry]] | None,
         changed: set[str],
     ) -> dict[str, list[float]]:
-        """Rewards of K attempts per validation problem with ``entries`` shown (cached per shown library)."""
-        reflect = ReflectSettings.of(config)
+        """Rewards of K attempts per validation problem with ``entries`` shown (reused for a library seen before)."""
+        evaluator = self._evaluator(caller, config)
         results: dict[str, list[float]] = {}
-
-        async def judge(problem: Problem, response: str) -> bool:
-            return await judge_response(caller, reflect, problem, response)
 
         async def one(problem: Problem) -> None:
             shown = _shown(entries, retrieved, problem.problem_id, changed)
-            texts = tuple(entry.text for entry in shown)
-            key = (problem.problem_id, texts)
-            cached = self._cache.get(key)
-            if cached is not None:
-                results[problem.problem_id] = cached
-                return
-            request = ChatRequest(
-                role="policy",
-                stage="validation",
-                temperature=self.settings.temperature,
-                max_tokens=config.max_completion_tokens,
-                seed=zlib.crc32(f"validation:{self.settings.seed}:{problem.problem_id}".encode()),
-                messages=rollout_messages(config.instructions, AliasMap.of(shown).render(), problem.question),
-            )
-            responses, _tokens = await caller.sample(request, self.settings.samples)
-            rewards = []
-            for response in responses:
-                reward, _error = await safe_score(
-                    self.verifier, problem, response, judge=judge, timeout=config.verifier_timeout
-                )
-                rewards.append(reward)
-            self._cache[key] = rewards
-            results[problem.problem_id] = rewards
+            results[problem.problem_id], _spent = await evaluator.rewards(problem, shown)
 
         async with anyio.create_task_group() as group:
             for problem in self.problems:
                 group.start_soon(one, problem)
         return {problem.problem_id: results[problem.problem_id] for problem in self.problems}
+
+    def _evaluator(self, caller: Caller, config: RunConfig) -> PairedEvaluator:
+        """The paired evaluator on the run's caller; its cache lives as long as the run's caller does."""
+        if self._paired is None or self._paired.caller is not caller:
+            self._paired = PairedEvaluator(
+                backends=caller.backends,
+                verifier=self.verifier,
+                samples=self.settings.samples,
+                temperature=self.settings.temperature,
+                config=config,
+                seed=self.settings.seed,
+                caller=caller,
+                stage="validation",
+            )
+        return self._paired
 
 
 def _ids_of(operation: Operation, new_id: str) -> set[str]:

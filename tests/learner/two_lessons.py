@@ -45,7 +45,7 @@ def policy(request: ChatRequest, choice: int) -> str:
 
 
 def proposes_both(order: tuple[str, ...] = (BAD, GOOD)) -> Callable[[ChatRequest, int], str]:
-    """A reflector whose groups and consolidation propose every lesson of ``order`` not yet in the library."""
+    """A reflector whose groups propose every lesson of ``order`` not yet in the library, in that order."""
 
     def missing(request: ChatRequest) -> list[dict[str, str]]:
         return [{"op": "add", "text": text} for text in order if text not in library_text(request)]
@@ -57,6 +57,7 @@ def proposes_both(order: tuple[str, ...] = (BAD, GOOD)) -> Callable[[ChatRequest
             return default_judge(request)
         if request.stage == "advantage":
             return reply({"analysis": "Some attempts carried, some did not.", "operations": missing(request)})
-        return reply({"reasoning": "Both lessons were proposed.", "operations": missing(request)})
+        # Proposals apply unless consolidation drops or merges them (default-keep): it changes nothing here.
+        return reply({"reasoning": "Both lessons were proposed; keep them as proposed.", "operations": []})
 
     return answer
