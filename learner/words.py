@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import re
 
+from debrief.learner.fencing import strip_controls
+from debrief.learner.screening import lesson_screen_problem
+
 MAX_EXPERIENCE_WORDS = 32
 """An experience is one sentence of at most this many words (the paper's instruction)."""
 
@@ -16,8 +19,8 @@ def count_words(text: str) -> int:
 
 
 def normalize_experience_text(text: str) -> str:
-    """Collapse runs of whitespace and strip the ends, so stored text is one clean line."""
-    return " ".join(text.split())
+    """Drop control characters and terminal escapes, collapse whitespace: stored text is one clean line."""
+    return " ".join(strip_controls(text).split())
 
 
 def experience_text_problem(text: str, max_words: int = MAX_EXPERIENCE_WORDS) -> str | None:
@@ -28,4 +31,4 @@ def experience_text_problem(text: str, max_words: int = MAX_EXPERIENCE_WORDS) ->
     words = count_words(clean)
     if words > max_words:
         return f"an experience has at most {max_words} words; this one has {words}: shorten it to one sentence"
-    return None
+    return lesson_screen_problem(clean)
