@@ -161,11 +161,11 @@ class RunSettings(BaseSettings):
         description="Directories a client may name data_path files in, besides <data_dir>/datasets (env: "
         "comma-separated DEBRIEF_DATASET_DIRS).",
     )
-    concurrency: int = Field(
-        default=16,
+    concurrency: int | None = Field(
+        default=None,
         ge=1,
         description="Model requests in flight at once within one run (MCP runs, outcome reflections, and the "
-        "default of `debrief learn --concurrency`).",
+        "default of `debrief learn --concurrency`); unset: the learner's default.",
     )
 
     _split_dirs = field_validator("dataset_dirs", mode="before")(_comma_separated)

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 
 import anyio
 
-from debrief.learner.accounting import ModelPrice, PriceTable
 from debrief.learner.backend import Backends
 from debrief.learner.openai_backend import OpenAIBackend
 from debrief.server.errors import InvalidInput
@@ -51,13 +50,6 @@ class ModelProvider:
             listed = ", ".join(repr(name) for name in allowed) or "none (the server's default model only)"
             raise InvalidInput(f"model {requested!r} is not allowed here; allowed: {listed}")
         return requested
-
-    def prices(self) -> PriceTable:
-        """The configured prices, applied to every model."""
-        prices = self._settings.prices
-        return PriceTable(
-            default=ModelPrice(input_per_million=prices.input_per_million, output_per_million=prices.output_per_million)
-        )
 
     async def endpoint(self, model: str | None = None) -> Endpoint:
         """The endpoint to use for ``model`` (``None``: the configured default)."""

@@ -13,12 +13,13 @@ import anyio
 from rich.console import Console
 from rich.table import Table
 
-from debrief.learner import EvaluationReport, LibraryEntry, Problem, RunConfig, evaluate, make_verifier
+from debrief.learner import EvaluationReport, LibraryEntry, Problem, evaluate, make_verifier
 from debrief.server.backends.provider import ModelProvider
 from debrief.server.cli.demo_session import run_session
 from debrief.server.cli.demo_tasks import generate_tasks
 from debrief.server.cli.flags import settings_from_flags
 from debrief.server.cli.learn import learn_with_progress, step_table
+from debrief.server.learning.run_config import run_config
 from debrief.server.settings import Settings
 from debrief.server.store.experience_store import ExperienceStore
 
@@ -50,7 +51,8 @@ async def run_demo(
     split = generate_tasks(args.seed, args.train, args.heldout)
     train, heldout = _problems(split.train), _problems(split.heldout)
     verifier = make_verifier("debrief.server.cli.demo_tasks:check_answer")
-    config = RunConfig(
+    config = run_config(
+        settings,
         run_id=f"run-demo{int(time.time())}",
         epochs=args.epochs,
         batch_size=args.batch_size,

@@ -32,6 +32,7 @@ from debrief.learner import (
 )
 from debrief.server.cli.flags import settings_from_flags
 from debrief.server.errors import InvalidInput
+from debrief.server.learning.run_config import run_config
 from debrief.server.store.experience_store import ExperienceStore
 from debrief.server.store.learner_library import StoreLibrary
 
@@ -153,7 +154,8 @@ def _learn(args: argparse.Namespace) -> int:
                 f"learning into namespace [bold]{args.namespace}[/] from {len(problems)} problems with "
                 f"{endpoint.model} at {endpoint.base_url}" + (" (embedded local model)" if endpoint.local else "")
             )
-            config = RunConfig(
+            config = run_config(
+                settings,
                 run_id=run_id,
                 epochs=args.epochs,
                 batch_size=args.batch_size,
@@ -164,7 +166,6 @@ def _learn(args: argparse.Namespace) -> int:
                 concurrency=args.concurrency,
                 budget_tokens=args.budget_tokens,
                 budget_usd=args.budget_usd,
-                prices=provider.prices(),
             )
             report = await learn_with_progress(
                 store=store,
@@ -212,7 +213,7 @@ def register(commands: Any, common: Callable[[argparse.ArgumentParser], None]) -
     learn.add_argument("--group-size", type=int, default=5)
     learn.add_argument("--batch-size", type=int, default=100)
     learn.add_argument("--max-operations", type=int, default=1)
-    learn.add_argument("--concurrency", type=int, default=16)
+    learn.add_argument("--concurrency", type=int, default=None, help="requests in flight (env DEBRIEF_RUN_CONCURRENCY)")
     learn.add_argument("--seed", type=int, default=0)
     learn.add_argument("--no-ground-truth", action="store_true", help="hide answers; the model judges attempts")
     learn.add_argument("--budget-tokens", type=int, default=None)

@@ -37,6 +37,7 @@ from debrief.server.learning.reflection_tasks import (
     check_submission,
     effective_mode,
 )
+from debrief.server.learning.run_config import outcome_reflection_config
 from debrief.server.learning.runs import BackendProvider
 from debrief.server.settings import Settings
 from debrief.server.store.experience_store import ExperienceStore
@@ -249,6 +250,7 @@ class OutcomeBook:
                     library=StoreLibrary(self._store, namespace),
                     provenance=Provenance(kind="outcome", groups=[group_id], outcome_ids=ids),
                     reason=f"reflection on {len(ids)} recorded outcomes of one task ({group_id})",
+                    config=outcome_reflection_config(self._settings),
                 )
             reflection.version = report.version
             reflection.applied = len(report.applied)

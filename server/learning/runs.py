@@ -18,10 +18,8 @@ from debrief.learner import (
     Backends,
     DirectoryCheckpoint,
     LearnerError,
-    PriceTable,
     Problem,
     ProgressEvent,
-    RunConfig,
     RunState,
     load_jsonl,
     make_verifier,
@@ -29,6 +27,7 @@ from debrief.learner import (
 )
 from debrief.learner.datasets import problem_key
 from debrief.server.errors import Conflict, InvalidInput, NotFound
+from debrief.server.learning.run_config import request_run_config
 from debrief.server.learning.run_models import FINISHED, RESUMABLE, RunProgress, RunRecord, RunRequest
 from debrief.server.settings import Settings
 from debrief.server.store.experience_store import ExperienceStore
@@ -42,10 +41,6 @@ class BackendProvider(Protocol):
 
     def choose_model(self, requested: str | None) -> str | None:
         """Check a client's model choice against the allow-list."""
-        ...
-
-    def prices(self) -> PriceTable:
-        """Prices for cost accounting."""
         ...
 
     async def backends(self, model: str | None = None) -> tuple[Backends, object]:
@@ -401,16 +396,12 @@ class RunManager:
             record.version_before = await self._store.version(record.namespace)
         await anyio.to_thread.run_sync(self._save, record)
         active.touch()
-        config = RunConfig(
+        config = request_run_config(
+            self._settings,
+            request,
             run_id=record.run_id,
-            epochs=request.epochs,
-            batch_size=request.batch_size,
-            group_size=request.group_size,
-            seed=request.seed,
-            ground_truth=request.ground_truth,
             budget_tokens=record.budget_tokens,
             budget_usd=self._budget_usd(record, spent),
-            prices=self._provider.prices(),
         )
 
         def on_event(event: ProgressEvent) -> None:
