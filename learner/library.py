@@ -23,9 +23,9 @@ class LibraryEntry:
 class Provenance(BaseModel):
     """Where a library change came from."""
 
-    kind: Literal["manual", "learned", "outcome", "import", "rollback"] = Field(
+    kind: Literal["manual", "learned", "outcome", "import", "rollback", "evaluation"] = Field(
         description="What made the change: a person or client (manual), a learning run, recorded outcomes, "
-        "an import, or a rollback."
+        "an import, a rollback, or an evaluation (pruning by measured effect)."
     )
     run_id: str | None = Field(default=None, description="Learning run that made the change, if any.")
     step: int | None = Field(default=None, description="Step of that run, if any.")

@@ -156,8 +156,11 @@ class ExperienceStore(StoreCore):
         _, version = await self._write(namespace, planner, create=False)
         return ChangeResult(experience=await self.get(experience_id), version=version)
 
-    async def retire(self, experience_id: str, reason: str) -> ChangeResult:
-        """Retire an active experience: it is no longer retrieved, but kept (and restorable by rollback)."""
+    async def retire(self, experience_id: str, reason: str, *, source: Provenance | None = None) -> ChangeResult:
+        """Retire an active experience: it is no longer retrieved, but kept (and restorable by rollback).
+
+        ``source`` says what retired it (default: a person or client).
+        """
         namespace = self._experience_namespace(experience_id)
         why = self._note(reason, "reason", required=True) or ""
 
@@ -168,7 +171,7 @@ class ExperienceStore(StoreCore):
             before = ExperienceState(text=record.text, status="active")
             after = ExperienceState(text=record.text, status="retired")
             edit = Edit(experience_id=experience_id, before=before, after=after)
-            return Plan(kind="retire", reason=why, source=Provenance(kind="manual"), edits=[edit])
+            return Plan(kind="retire", reason=why, source=source or Provenance(kind="manual"), edits=[edit])
 
         _, version = await self._write(namespace, planner, create=False)
         return ChangeResult(experience=await self.get(experience_id), version=version)
