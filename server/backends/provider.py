@@ -9,6 +9,7 @@ import anyio
 
 from debrief.learner.backend import Backends
 from debrief.learner.openai_backend import OpenAIBackend
+from debrief.server.backends.endpoint_check import check_endpoint
 from debrief.server.errors import InvalidInput
 from debrief.server.settings import Settings
 
@@ -33,6 +34,7 @@ class ModelProvider:
         self._lock = anyio.Lock()
         self._local: Endpoint | None = None
         self._backends: dict[tuple[str, str], OpenAIBackend] = {}
+        self._checked: set[tuple[str, str, str]] = set()
 
     @property
     def configured(self) -> bool:
@@ -86,11 +88,25 @@ class ModelProvider:
     async def backends(self, model: str | None = None) -> tuple[Backends, Endpoint]:
         """Policy and reflection backends for ``model``, sharing HTTP connections across runs."""
         endpoint = await self.endpoint(model)
+        await self.check(endpoint)
         policy = self._backend(endpoint, endpoint.model)
         reflect = (
             policy if endpoint.reflect_model == endpoint.model else self._backend(endpoint, endpoint.reflect_model)
         )
         return Backends(policy=policy, reflect=reflect), endpoint
+
+    async def check(self, endpoint: Endpoint) -> None:
+        """Send one small request to an external endpoint (once per URL and models) before any work starts.
+
+        Raises ``EndpointUnavailable`` naming the cause and the fix for a wrong URL, key or model.
+        """
+        key = (endpoint.base_url, endpoint.model, endpoint.reflect_model)
+        if endpoint.local or key in self._checked:
+            return
+        await check_endpoint(
+            base_url=endpoint.base_url, api_key=endpoint.api_key, models=[endpoint.model, endpoint.reflect_model]
+        )
+        self._checked.add(key)
 
     def _backend(self, endpoint: Endpoint, model: str) -> OpenAIBackend:
         key = (endpoint.base_url, model)
