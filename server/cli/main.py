@@ -127,6 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
     from debrief.server.cli.learn import register as register_learn  # noqa: PLC0415
 
     register_learn(commands, common)
+    from debrief.server.cli.prune import register as register_prune  # noqa: PLC0415
+
+    register_prune(commands, common)
     from debrief.server.cli.client_config import register as register_config  # noqa: PLC0415
 
     register_config(commands, common)
