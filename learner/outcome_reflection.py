@@ -25,9 +25,7 @@ from debrief.learner.library import Library, Provenance
 from debrief.learner.prompts import Grade, cut_to_budget
 from debrief.learner.records import AppliedRecord, Proposal, RejectedRecord
 from debrief.learner.reflection import ReflectSettings, group_advantage, summarize
-
-SUCCESS_REWARD = 0.5
-"""A reward of at least this counts as a success."""
+from debrief.learner.rewards import SUCCESS_REWARD
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from debrief.learner.backend import Message, estimate_tokens
 from debrief.learner.operations import Operation
+from debrief.learner.rewards import is_success
 from debrief.learner.words import MAX_EXPERIENCE_WORDS
 
 DEFAULT_INSTRUCTIONS = (
@@ -33,8 +34,8 @@ class Grade:
 
     @classmethod
     def of_reward(cls, reward: float, *, feedback: str | None = None) -> Grade:
-        """A reward of at least 0.5 counts as correct; fractional rewards are shown as scores."""
-        return cls(correct=reward >= 0.5, score=None if reward in (0.0, 1.0) else reward, feedback=feedback)
+        """A success (``rewards.is_success``) counts as correct; fractional rewards are shown as scores."""
+        return cls(correct=is_success(reward), score=None if reward in (0.0, 1.0) else reward, feedback=feedback)
 
 
 def cut_to_budget(text: str, token_budget: int) -> str:

@@ -24,6 +24,7 @@ from debrief.learner.errors import LearnerError
 from debrief.learner.fencing import strip_controls
 from debrief.learner.library import Provenance
 from debrief.learner.operations import Operation
+from debrief.learner.rewards import is_success
 from debrief.server.chroma.locks import FileLock
 from debrief.server.embedding.embedder import Embedder
 from debrief.server.errors import Conflict, InvalidInput, NotFound
@@ -45,10 +46,6 @@ from debrief.server.store.learner_library import StoreLibrary
 from debrief.server.store.planning import id_namespace
 
 logger = logging.getLogger(__name__)
-
-SUCCESS = 0.5
-"""A reward of at least this is a success."""
-
 
 def _now() -> datetime:
     return datetime.now(UTC)
@@ -181,11 +178,11 @@ class OutcomeBook:
         line = {"type": "outcome", "outcome": outcome.model_dump(mode="json"), "vector": [float(x) for x in vector]}
         await anyio.to_thread.run_sync(self._append, namespace, line)
         if outcome.experience_ids_used:
-            await self._store.record_usage(outcome.experience_ids_used, helpful=reward >= SUCCESS)
+            await self._store.record_usage(outcome.experience_ids_used, helpful=is_success(reward))
         members = [item for item in outcomes if item.group_id == group_id and item.outcome_id not in reflections]
         members = [*members, outcome][-self._settings.outcomes.group_max :]
         rewards = [item.reward for item in members]
-        mixed = any(r >= SUCCESS for r in rewards) and any(r < SUCCESS for r in rewards)
+        mixed = any(is_success(r) for r in rewards) and not all(is_success(r) for r in rewards)
         result = RecordOutcomeResult(
             outcome=outcome,
             group_size=len(members),

@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, model_validator
 
+from debrief.learner.events import ProgressEvent
 from debrief.learner.records import StepRecord
 from debrief.server.store.models import Namespace
 
@@ -53,19 +54,24 @@ class RunRequest(BaseModel):
 
 
 class RunProgress(BaseModel):
-    """Where a run is now."""
+    """Where a run is now: the counters of the learner's last ``ProgressEvent`` (whole run so far)."""
 
-    step: int = 0
-    total_steps: int = 0
-    attempts_done: int = 0
-    attempts_total: int = 0
-    groups_done: int = 0
-    groups_kept: int = 0
-    operations_applied: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cost_usd: float = 0.0
-    message: str = ""
+    step: int = Field(default=0, description="The step running or last finished (1-based; 0 before the first).")
+    total_steps: int = Field(default=0, description="Steps the run will take over all epochs.")
+    attempts_done: int = Field(default=0, description="Attempts sampled so far.")
+    attempts_total: int = Field(default=0, description="Attempts the whole run will sample.")
+    groups_done: int = Field(default=0, description="Groups of attempts scored so far.")
+    groups_kept: int = Field(default=0, description="Of those, groups with mixed results that were reflected on.")
+    operations_applied: int = Field(default=0, description="Library operations applied so far.")
+    prompt_tokens: int = Field(default=0, description="Prompt tokens billed so far.")
+    completion_tokens: int = Field(default=0, description="Completion tokens billed so far.")
+    cost_usd: float = Field(default=0.0, description="Cost so far at the server's prices.")
+    message: str = Field(default="", description="What the run is doing now.")
+
+    @classmethod
+    def of(cls, event: ProgressEvent) -> RunProgress:
+        """The progress a learner event reports (every field of this model is a field of the event)."""
+        return cls.model_validate({name: getattr(event, name) for name in cls.model_fields})
 
 
 class RunRecord(BaseModel):

@@ -405,19 +405,7 @@ class RunManager:
         )
 
         def on_event(event: ProgressEvent) -> None:
-            record.progress = RunProgress(
-                step=event.step,
-                total_steps=event.total_steps,
-                attempts_done=event.attempts_done,
-                attempts_total=event.attempts_total,
-                groups_done=event.groups_done,
-                groups_kept=event.groups_kept,
-                operations_applied=event.operations_applied,
-                prompt_tokens=event.prompt_tokens,
-                completion_tokens=event.completion_tokens,
-                cost_usd=event.cost_usd,
-                message=event.message,
-            )
+            record.progress = RunProgress.of(event)
             active.touch()
 
         report = await run_learning(

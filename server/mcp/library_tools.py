@@ -5,22 +5,16 @@ from typing import Annotated, Literal
 from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
-from mcp.types import ToolAnnotations
 from pydantic import Field
 
 from debrief.learner.library import Provenance
+from debrief.server.mcp.annotations import ADDITIVE, READ_ONLY, RETRIEVAL, REWRITING
 from debrief.server.mcp.guidance import library_text, prompt_block, protocol_text
 from debrief.server.mcp.state import AppState, tool_errors
 from debrief.server.mcp.tool_models import HistoryPage, ImportResult, NamespaceList, RetrieveResult
 from debrief.server.settings import Settings
 from debrief.server.store.experience_store import AddResult, ChangeResult, ExperiencePage
 from debrief.server.store.models import Change, LibraryExport, Namespace
-
-READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
-ADDITIVE = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=False)
-REWRITING = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=False, open_world_hint=False)
-# Retrieval only bumps a usage counter: not destructive, and repeating it changes no library content.
-RETRIEVAL = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
 
 ExperienceId = Annotated[
     str,

@@ -4,17 +4,15 @@ from typing import Annotated, Literal
 
 from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
-from mcp.types import ToolAnnotations
 from pydantic import Field
 
 from debrief.server.learning.outcome_models import Explanation, OutcomePage, RecordOutcomeResult
+from debrief.server.mcp.annotations import ADDITIVE, READ_ONLY
 from debrief.server.mcp.state import AppState, tool_errors
 from debrief.server.settings import Settings
 from debrief.server.store.experience_store import flagged
 from debrief.server.store.models import Change, Namespace
 
-RECORDS = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=False)
-READS = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
 HISTORY_SCAN = 10_000
 """Most history records explain_experience reads."""
 
@@ -23,7 +21,7 @@ def register_outcome_tools(server: MCPServer[AppState], settings: Settings) -> N
     """Register record_outcome, list_outcomes and explain_experience on ``server``."""
     limits = settings.limits
 
-    @server.tool(annotations=RECORDS)
+    @server.tool(annotations=ADDITIVE)
     async def record_outcome(
         task: Annotated[str, Field(min_length=1, max_length=limits.task_bytes, description="The task, as given.")],
         attempt: Annotated[
@@ -71,7 +69,7 @@ def register_outcome_tools(server: MCPServer[AppState], settings: Settings) -> N
                 wait=wait_for_reflection or None,
             )
 
-    @server.tool(annotations=READS)
+    @server.tool(annotations=READ_ONLY)
     async def list_outcomes(
         namespace: Namespace,
         ctx: Context[AppState],
@@ -85,7 +83,7 @@ def register_outcome_tools(server: MCPServer[AppState], settings: Settings) -> N
                 namespace, cursor=cursor, limit=limit, group_id=group_id
             )
 
-    @server.tool(annotations=READS)
+    @server.tool(annotations=READ_ONLY)
     async def explain_experience(
         experience_id: Annotated[str, Field(min_length=3, max_length=100, description="The experience's id.")],
         ctx: Context[AppState],

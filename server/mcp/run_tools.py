@@ -4,18 +4,15 @@ from typing import Annotated
 
 from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
-from mcp.types import ToolAnnotations
 from pydantic import BaseModel, Field, ValidationError
 
 from debrief.server.errors import InvalidInput
 from debrief.server.learning.run_models import ProblemIn, RunRecord, RunRequest
 from debrief.server.learning.runs import RunManager
+from debrief.server.mcp.annotations import READ_ONLY, STARTS_RUN, STOPS_RUN
 from debrief.server.mcp.state import AppState, tool_errors
 from debrief.server.store.models import Namespace
 
-STARTS = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=True)
-READS = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
-STOPS = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
 
 RunId = Annotated[str, Field(min_length=5, max_length=40, description="Run id from start_learning_run.")]
 
@@ -33,7 +30,7 @@ def _runs(ctx: Context[AppState]) -> RunManager:
 def register_run_tools(server: MCPServer[AppState]) -> None:
     """Register the learning-run tools on ``server``."""
 
-    @server.tool(annotations=STARTS)
+    @server.tool(annotations=STARTS_RUN)
     async def start_learning_run(
         namespace: Namespace,
         ctx: Context[AppState],
@@ -80,13 +77,13 @@ def register_run_tools(server: MCPServer[AppState]) -> None:
                 raise InvalidInput(f"the run request is not valid: {problems_found}") from None
             return await _runs(ctx).start(request)
 
-    @server.tool(annotations=READS)
+    @server.tool(annotations=READ_ONLY)
     async def get_learning_run(run_id: RunId, ctx: Context[AppState]) -> RunRecord:
         """Status, progress, per-step records, tokens, cost and library versions of a learning run."""
         with tool_errors():
             return await _runs(ctx).get(run_id)
 
-    @server.tool(annotations=READS)
+    @server.tool(annotations=READ_ONLY)
     async def wait_learning_run(
         run_id: RunId,
         ctx: Context[AppState],
@@ -106,13 +103,13 @@ def register_run_tools(server: MCPServer[AppState]) -> None:
         with tool_errors():
             return await _runs(ctx).wait(run_id, timeout=timeout_seconds, on_progress=report)
 
-    @server.tool(annotations=STOPS)
+    @server.tool(annotations=STOPS_RUN)
     async def cancel_learning_run(run_id: RunId, ctx: Context[AppState]) -> RunRecord:
         """Stop a learning run after its current step; the library stays at a consistent version."""
         with tool_errors():
             return await _runs(ctx).cancel(run_id)
 
-    @server.tool(annotations=STARTS)
+    @server.tool(annotations=STARTS_RUN)
     async def resume_learning_run(
         run_id: RunId,
         ctx: Context[AppState],
@@ -125,7 +122,7 @@ def register_run_tools(server: MCPServer[AppState]) -> None:
         with tool_errors():
             return await _runs(ctx).resume(run_id, budget_tokens=budget_tokens, budget_usd=budget_usd)
 
-    @server.tool(annotations=READS)
+    @server.tool(annotations=READ_ONLY)
     async def list_learning_runs(ctx: Context[AppState], namespace: Namespace | None = None) -> RunList:
         """List learning runs, newest first, optionally of one namespace."""
         with tool_errors():
