@@ -52,8 +52,14 @@ def load_jsonl(
             two problems share an id.
     """
     problems: list[Problem] = []
-    seen: set[str] = set()
-    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
+    seen: dict[str, int] = {}
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"cannot read {str(path)!r}: no such file") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"cannot read {str(path)!r} as UTF-8 text: {error}") from None
+    for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:
@@ -71,8 +77,12 @@ def load_jsonl(
         key = _pick(record, id_fields)
         problem_id = str(key[1]) if key is not None else problem_key(str(question[1]))
         if problem_id in seen:
-            raise ConfigError(f"{str(path)!r} line {number} repeats problem id {problem_id!r}")
-        seen.add(problem_id)
+            same = f"the same id {problem_id!r}" if key is not None else "the same question"
+            raise ConfigError(
+                f"{str(path)!r} line {number} repeats line {seen[problem_id]} ({same}, problem id {problem_id!r}): "
+                "remove one of them"
+            )
+        seen[problem_id] = number
         used = {question[0], *([answer[0]] if answer else []), *([key[0]] if key else [])}
         problems.append(
             Problem(

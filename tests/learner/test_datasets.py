@@ -35,7 +35,8 @@ def test_jsonl_field_names_are_configurable(tmp_path: Path) -> None:
     ("records", "message"),
     [
         ([{"answer": "1"}], "question fields"),
-        ([{"id": "a", "question": "x"}, {"id": "a", "question": "y"}], "repeats problem id"),
+        ([{"id": "a", "question": "x"}, {"id": "a", "question": "y"}], "line 2 repeats line 1 \\(the same id 'a'"),
+        ([{"question": "x"}, {"question": "y"}, {"question": "x"}], "line 3 repeats line 1 \\(the same question"),
         ([[1, 2]], "not a JSON object"),
     ],
 )
@@ -61,3 +62,8 @@ def test_a_generator_is_imported_by_module_and_function_name() -> None:
     assert generate_problems(generator, 3, seed=1) == generate_problems(addition, 3, seed=1)
     with pytest.raises(ConfigError):
         load_generator("tests.learner.scripted")
+
+
+def test_a_missing_file_is_one_line_naming_the_path(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read .*nope.jsonl.*: no such file"):
+        load_jsonl(tmp_path / "nope.jsonl")
