@@ -27,10 +27,12 @@ def _serve(args: argparse.Namespace) -> int:
     settings = settings_from_flags(args)
     if args.http:
         check_bind_allowed(args.host, settings)
-        server = create_server(settings, http_auth=http_auth(settings, args.host, args.port))
+        server = create_server(
+            settings, http_auth=http_auth(settings, args.host, args.port), hook_endpoint=settings.hooks.endpoint
+        )
         server.run(transport="streamable-http", host=args.host, port=args.port, streamable_http_path="/mcp")
     else:
-        create_server(settings).run()
+        create_server(settings, hook_endpoint=settings.hooks.endpoint).run()
     return 0
 
 
@@ -127,9 +129,15 @@ def build_parser() -> argparse.ArgumentParser:
     from debrief.server.cli.learn import register as register_learn  # noqa: PLC0415
 
     register_learn(commands, common)
+    from debrief.server.cli.eval import register as register_eval  # noqa: PLC0415
+
+    register_eval(commands, common)
     from debrief.server.cli.prune import register as register_prune  # noqa: PLC0415
 
     register_prune(commands, common)
+    from debrief.server.cli.plots import register as register_runs  # noqa: PLC0415
+
+    register_runs(commands, common)
     from debrief.server.cli.client_config import register as register_config  # noqa: PLC0415
 
     register_config(commands, common)
@@ -141,6 +149,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     # The embedder's small matrix products run faster on one BLAS thread than on threads that fight the
     # server's other work for 2 cores (measured: one query 13-15 ms against 36 ms). Set before numpy loads.
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    if list(sys.argv[1:] if argv is None else argv)[:1] == ["hook"]:
+        # Claude Code hooks run on every prompt: skip the parser, whose subcommands import the MCP SDK.
+        from debrief.server.cli.hook import run as run_hook  # noqa: PLC0415
+
+        sys.exit(run_hook(list(sys.argv[2:] if argv is None else argv[1:])))
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
