@@ -21,9 +21,8 @@ def library(*texts: str) -> InMemoryLibrary:
 
 
 def tips_writer(request: ChatRequest, choice: int) -> str:
-    assert "<example_problem" in request.messages[-1].content and "Write exactly 1 experiences" in (
-        request.messages[-1].content
-    )
+    prompt = request.messages[-1].content
+    assert "data: example problem 1 (quoted material" in prompt and "Write exactly 1 experiences" in prompt
     return json.dumps({"tips": [NEUTRAL]})
 
 
