@@ -184,6 +184,22 @@ class OutcomeSettings(BaseSettings):
     )
     window_days: float = Field(default=7, gt=0, description="How recent a task must be to be matched.")
     group_max: int = Field(default=8, ge=2, le=32, description="Most outcomes reflected on together.")
+    retire_min_uses: int = Field(
+        default=5,
+        ge=1,
+        description="Auto-retire (ReMe's rule): an experience named in at least this many recorded outcomes is "
+        "retired when too few of them succeeded.",
+    )
+    retire_helpful_share: float = Field(
+        default=0.5,
+        ge=0,
+        le=1,
+        description="Auto-retire: the least share of successful outcomes an experience must keep; below it, after "
+        "retire_min_uses uses, it is retired with the evidence in its history. 0 turns auto-retire off.",
+    )
+    retire_flag_only: bool = Field(
+        default=False, description="Auto-retire only flags (logs and reports) such experiences instead of retiring."
+    )
 
 
 class HttpSettings(BaseSettings):

@@ -40,6 +40,7 @@ from debrief.server.learning.reflection_tasks import (
 )
 from debrief.server.learning.run_config import outcome_reflection_config
 from debrief.server.learning.runs import BackendProvider
+from debrief.server.learning.utility import retire_after_outcome
 from debrief.server.settings import Settings
 from debrief.server.store.experience_store import ExperienceStore
 from debrief.server.store.learner_library import StoreLibrary
@@ -179,6 +180,10 @@ class OutcomeBook:
         await anyio.to_thread.run_sync(self._append, namespace, line)
         if outcome.experience_ids_used:
             await self._store.record_usage(outcome.experience_ids_used, helpful=is_success(reward))
+            # Auto-retire (issue 11, server/learning/utility.py): experiences that keep failing leave the library.
+            await retire_after_outcome(
+                self._store, self._settings, outcome.experience_ids_used, outcome_id=outcome.outcome_id
+            )
         members = [item for item in outcomes if item.group_id == group_id and item.outcome_id not in reflections]
         members = [*members, outcome][-self._settings.outcomes.group_max :]
         rewards = [item.reward for item in members]

@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field
 
 from debrief.learner.library import Provenance
 from debrief.server.errors import Conflict, NotFound
+from debrief.server.settings import Settings
 from debrief.server.store.experience_store import ExperienceStore
 from debrief.server.store.models import Counters
 
@@ -97,3 +98,25 @@ async def retire_unhelpful(
         decision.version = change.version
         decisions.append(decision)
     return decisions
+
+
+def rule_of(settings: Settings) -> RetireRule | None:
+    """The server's rule (the ``outcomes`` settings group); ``None`` when auto-retire is off (a share of 0)."""
+    outcomes = settings.outcomes
+    if outcomes.retire_helpful_share <= 0:
+        return None
+    return RetireRule(
+        min_uses=outcomes.retire_min_uses,
+        min_helpful_share=outcomes.retire_helpful_share,
+        flag_only=outcomes.retire_flag_only,
+    )
+
+
+async def retire_after_outcome(
+    store: ExperienceStore, settings: Settings, experience_ids: Sequence[str], *, outcome_id: str
+) -> list[UtilityDecision]:
+    """After an outcome's counters were raised: apply the server's rule to the experiences it used."""
+    rule = rule_of(settings)
+    if rule is None or not experience_ids:
+        return []
+    return await retire_unhelpful(store, experience_ids, rule, outcome_id=outcome_id)

@@ -35,6 +35,9 @@ ENVIRONMENT = [
     ("DEBRIEF_OUTCOME_MATCH_THRESHOLD", "0.8", lambda s: s.outcomes.match_threshold == 0.8),
     ("DEBRIEF_OUTCOME_WINDOW_DAYS", "2", lambda s: s.outcomes.window_days == 2.0),
     ("DEBRIEF_OUTCOME_GROUP_MAX", "4", lambda s: s.outcomes.group_max == 4),
+    ("DEBRIEF_OUTCOME_RETIRE_MIN_USES", "7", lambda s: s.outcomes.retire_min_uses == 7),
+    ("DEBRIEF_OUTCOME_RETIRE_HELPFUL_SHARE", "0.3", lambda s: s.outcomes.retire_helpful_share == 0.3),
+    ("DEBRIEF_OUTCOME_RETIRE_FLAG_ONLY", "true", lambda s: s.outcomes.retire_flag_only is True),
     ("DEBRIEF_HTTP_TOKENS", "t1, t2,", lambda s: [t.get_secret_value() for t in s.http.tokens] == ["t1", "t2"]),
     ("DEBRIEF_PUBLIC_URL", "https://d.example/mcp", lambda s: s.http.public_url == "https://d.example/mcp"),
 ]

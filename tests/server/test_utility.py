@@ -1,8 +1,15 @@
 from __future__ import annotations
 
-import pytest
+from pathlib import Path
+from typing import Any
 
+import pytest
+from mcp import Client
+
+from debrief.server.embedding.hashed import HashEmbedder
 from debrief.server.learning.utility import RetireRule, retire_unhelpful, unhelpful
+from debrief.server.mcp.app import create_server
+from debrief.server.settings import OutcomeSettings, Settings
 from debrief.server.store.experience_store import ExperienceStore
 from debrief.server.store.models import Counters
 
@@ -77,3 +84,56 @@ async def test_a_retired_or_unknown_experience_is_left_alone(store: ExperienceSt
 
     assert len(first) == 1 and again == []
     assert await store.version("dev") == version
+
+
+async def client_records_failures(tmp_path: Path, outcomes: OutcomeSettings) -> tuple[str, dict[str, Any], Any]:
+    """A client retrieves a lesson and reports five failed tasks that used it; returns its id, explanation, and
+    the active listing."""
+    settings = Settings(data_dir=tmp_path / "data", chroma_mode="in-process", outcomes=outcomes)
+    async with Client(create_server(settings, embedder=HashEmbedder())) as client:
+
+        async def call(tool: str, **arguments: Any) -> dict[str, Any]:
+            result = await client.call_tool(tool, arguments)
+            assert not result.is_error, result.content
+            content: dict[str, Any] | None = result.structured_content
+            assert content is not None
+            return content
+
+        added = await call("add_experience", namespace="dev", text=HURTS)
+        experience_id = added["experience"]["experience_id"]
+        for number in range(5):
+            await call(
+                "record_outcome",
+                namespace="dev",
+                task=f"Fix failing test number {number} in the parser module.",
+                task_key=f"task-{number}",
+                attempt="Deleted the failing test.",
+                outcome="failure",
+                experience_ids_used=[experience_id],
+            )
+        explained = await call("explain_experience", experience_id=experience_id)
+        listed = await call("list_experiences", namespace="dev")
+    return experience_id, explained, listed
+
+
+async def test_record_outcome_retires_a_lesson_after_five_failed_uses_with_the_evidence_in_its_history(
+    tmp_path: Path,
+) -> None:
+    _id, explained, listed = await client_records_failures(tmp_path, OutcomeSettings(reflection="client"))
+
+    assert explained["experience"]["status"] == "retired"
+    retirement = explained["changes"][-1]
+    assert retirement["kind"] == "retire" and retirement["source"]["kind"] == "outcome"
+    assert "helpful in 0 of 5 recorded outcomes" in retirement["reason"]
+    assert len(retirement["source"]["outcome_ids"]) == 1
+    assert listed["items"] == []
+
+
+async def test_with_flag_only_set_record_outcome_leaves_the_lesson_active(tmp_path: Path) -> None:
+    _id, explained, listed = await client_records_failures(
+        tmp_path, OutcomeSettings(reflection="client", retire_flag_only=True)
+    )
+
+    assert explained["experience"]["status"] == "active"
+    assert explained["experience"]["counters"]["harmful"] == 5
+    assert [item["text"] for item in listed["items"]] == [HURTS]
