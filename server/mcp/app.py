@@ -12,8 +12,10 @@ from mcp.server.auth.settings import AuthSettings
 
 from debrief.server.backends.provider import ModelProvider
 from debrief.server.embedding.embedder import Embedder
+from debrief.server.learning.evaluations import EvaluationManager
 from debrief.server.learning.outcomes import OutcomeBook
 from debrief.server.learning.runs import BackendProvider, RunManager
+from debrief.server.mcp.eval_tools import register_eval_tools
 from debrief.server.mcp.hook_endpoint import serve_hook_endpoint
 from debrief.server.mcp.library_tools import register_library_tools
 from debrief.server.mcp.outcome_tools import register_outcome_tools
@@ -69,13 +71,17 @@ def create_server(
                     settings=settings, store=store, embedder=chosen, provider=backends, task_group=tasks
                 )
                 await runs.recover()
+                evaluations = EvaluationManager(settings=settings, store=store, provider=backends, task_group=tasks)
+                await evaluations.recover()
                 try:
                     async with AsyncExitStack() as hooks:
                         if hook_endpoint:
                             await hooks.enter_async_context(
                                 serve_hook_endpoint(settings=settings, store=store, outcomes=outcomes, task_group=tasks)
                             )
-                        yield AppState(settings=settings, store=store, runs=runs, outcomes=outcomes)
+                        yield AppState(
+                            settings=settings, store=store, runs=runs, outcomes=outcomes, evaluations=evaluations
+                        )
                 finally:
                     with anyio.CancelScope(shield=True), anyio.move_on_after(10):
                         await store.settle()
@@ -97,6 +103,7 @@ def create_server(
     )
     register_library_tools(server, settings)
     register_run_tools(server)
+    register_eval_tools(server)
     register_outcome_tools(server, settings)
     register_reflection_tools(server, settings)
     return server

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from mcp.server.mcpserver.exceptions import ToolError
 
 from debrief.server.errors import DebriefError
+from debrief.server.learning.evaluations import EvaluationManager
 from debrief.server.learning.outcomes import OutcomeBook
 from debrief.server.learning.runs import RunManager
 from debrief.server.settings import Settings
@@ -21,6 +22,7 @@ class AppState:
     store: ExperienceStore
     runs: RunManager
     outcomes: OutcomeBook
+    evaluations: EvaluationManager
 
 
 @contextmanager
