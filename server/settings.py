@@ -201,6 +201,41 @@ class OutcomeSettings(BaseSettings):
         default=False, description="Auto-retire only flags (logs and reports) such experiences instead of retiring."
     )
 
+    reflection: Literal["auto", "server", "client"] = Field(
+        default="auto",
+        validation_alias=AliasChoices("DEBRIEF_REFLECTION"),
+        description="Who reflects on groups of outcomes: 'server' = the configured model (the embedded local "
+        "model when no endpoint is set); 'client' = the client's own model, through reflection tasks it answers "
+        "with get_reflection_task / submit_reflection; 'auto' = 'server' when DEBRIEF_MODEL_BASE_URL is set, "
+        "else 'client'. Env DEBRIEF_REFLECTION.",
+    )
+    reflection_task_hours: float = Field(
+        default=72, gt=0, description="Hours a reflection task stays open before it expires unanswered."
+    )
+    reflection_max_operations: int = Field(
+        default=3, ge=1, le=16, description="Most library edits one client reflection may submit."
+    )
+
+
+class HookSettings(BaseSettings):
+    """Claude Code hooks (``DEBRIEF_HOOK_<FIELD>``).
+
+    The hook process reads the same names from the environment directly: it must start without pydantic.
+    """
+
+    model_config = _group("DEBRIEF_HOOK_")
+
+    endpoint: bool = Field(
+        default=True,
+        description="Whether `debrief serve` offers the loopback endpoint the `debrief hook` commands ask "
+        "(127.0.0.1, a free port, token in a 0600 file under <data_dir>/hooks).",
+    )
+    namespace: str | None = Field(
+        default=None, description="Namespace the hooks use (default: the name of the project's git root folder)."
+    )
+    max_chars: int = Field(default=2000, ge=200, description="Character budget of the lessons a prompt gets.")
+    min_score: float = Field(default=0.35, description="Least relevance score of a lesson the prompt hook adds.")
+
 
 class HttpSettings(BaseSettings):
     """Serving Streamable HTTP (``DEBRIEF_HTTP_TOKENS``, ``DEBRIEF_PUBLIC_URL``)."""
@@ -257,6 +292,7 @@ class Settings(BaseSettings):
     prices: PriceSettings = Field(default_factory=PriceSettings, description="Model prices.")
     runs: RunSettings = Field(default_factory=RunSettings, description="Learning runs.")
     outcomes: OutcomeSettings = Field(default_factory=OutcomeSettings, description="Outcome grouping.")
+    hooks: HookSettings = Field(default_factory=HookSettings, description="Claude Code hooks.")
     http: HttpSettings = Field(default_factory=HttpSettings, description="The Streamable HTTP transport.")
 
     def dataset_roots(self) -> list[Path]:

@@ -20,12 +20,15 @@ from typing import Any
 
 from debrief.server.mcp.hook_wire import request
 
-EVENTS = ("user-prompt-submit",)
+EVENTS = ("user-prompt-submit", "stop")
 DEFAULT_MAX_CHARS = 2000
 DEFAULT_K = 5
 DEFAULT_MIN_SCORE = 0.35
 DEFAULT_TIMEOUT = 0.8
 MAX_STDIN_BYTES = 1024 * 1024
+TRANSCRIPT_TAIL_BYTES = 4 * 1024 * 1024
+"""The stop hook reads at most this much of the end of the transcript."""
+MAX_ANSWER_CHARS = 6000
 _INVALID = re.compile(r"[^a-z0-9._-]+")
 _BACKTICKS = re.compile(r"`+")
 
@@ -101,6 +104,56 @@ def user_prompt_submit(event: dict[str, Any], args: argparse.Namespace) -> str:
     return json.dumps(output) + "\n"
 
 
+def _texts(content: Any) -> list[str]:
+    """The plain text of a transcript message's content (tool calls and tool results left out)."""
+    if isinstance(content, str):
+        return [content]
+    if not isinstance(content, list):
+        return []
+    return [str(block.get("text", "")) for block in content if isinstance(block, dict) and block.get("type") == "text"]
+
+
+def last_turn(transcript: Path) -> tuple[str, str]:
+    """The last prompt the user typed and the assistant's text after it, from a Claude Code transcript (JSONL)."""
+    with transcript.open("rb") as handle:
+        handle.seek(0, os.SEEK_END)
+        handle.seek(max(0, handle.tell() - TRANSCRIPT_TAIL_BYTES))
+        lines = handle.read().decode("utf-8", errors="ignore").splitlines()
+    answer: list[str] = []
+    for raw in reversed(lines):
+        try:
+            entry = json.loads(raw)
+        except ValueError:
+            continue
+        message = entry.get("message") if isinstance(entry, dict) else None
+        if not isinstance(message, dict):
+            continue
+        texts = [text for text in _texts(message.get("content")) if text.strip()]
+        if message.get("role") == "assistant":
+            answer[:0] = texts
+        elif message.get("role") == "user" and texts and not entry.get("isMeta"):
+            return "\n".join(texts).strip(), "\n".join(answer).strip()
+    return "", "\n".join(answer).strip()
+
+
+def stop(event: dict[str, Any], args: argparse.Namespace) -> str:
+    """Record the turn that just ended as an ungraded attempt; prints nothing (Claude Code shows Stop output)."""
+    transcript = event.get("transcript_path")
+    if event.get("stop_hook_active") or not transcript:
+        return ""
+    task, answer = last_turn(Path(str(transcript)).expanduser())
+    answer = str(event.get("last_assistant_message") or answer)
+    if not task or not answer:
+        return ""
+    namespace = args.namespace or namespace_for(Path(str(event.get("cwd") or os.getcwd())))
+    if namespace:
+        if len(answer) > MAX_ANSWER_CHARS:
+            answer = answer[: MAX_ANSWER_CHARS // 2] + "\n[...]\n" + answer[-MAX_ANSWER_CHARS // 2 :]
+        message = {"op": "record_turn", "namespace": namespace, "task": task, "attempt": answer}
+        request(args.data_dir, message, timeout=max(args.timeout, 3.0))
+    return ""
+
+
 def _env_float(name: str, default: float) -> float:
     try:
         return float(os.environ.get(name, default))
@@ -150,7 +203,7 @@ def run(argv: Sequence[str], stdin: Any = None, stdout: Any = None) -> int:
         args = build_parser().parse_args(list(argv))
         args.data_dir = args.data_dir or default_data_dir()
         event = _read_event(stdin)
-        text = user_prompt_submit(event, args)
+        text = user_prompt_submit(event, args) if args.event == "user-prompt-submit" else stop(event, args)
         if text:
             stdout.write(text)
             stdout.flush()

@@ -20,7 +20,12 @@ class Outcome(BaseModel):
     task: str
     task_key: str | None = None
     attempt: str = Field(description="The client's short account of what it did.")
-    reward: float = Field(ge=0, le=1, description="1 = success, 0 = failure, or a score in between.")
+    reward: float | None = Field(
+        ge=0,
+        le=1,
+        description="1 = success, 0 = failure, or a score in between; null = not graded (a turn the Claude Code "
+        "stop hook recorded, compared with other attempts at the same task).",
+    )
     feedback: str | None = None
     experience_ids_used: list[str] = Field(default_factory=list)
     group_id: str = Field(description="Outcomes on the same task share a group.")

@@ -48,6 +48,7 @@ from debrief.server.store.planning import id_namespace
 
 logger = logging.getLogger(__name__)
 
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -141,7 +142,7 @@ class OutcomeBook:
         namespace: str,
         task: str,
         attempt: str,
-        reward: float,
+        reward: float | None,
         feedback: str | None,
         experience_ids_used: Sequence[str],
         task_key: str | None,
@@ -178,7 +179,7 @@ class OutcomeBook:
         )
         line = {"type": "outcome", "outcome": outcome.model_dump(mode="json"), "vector": [float(x) for x in vector]}
         await anyio.to_thread.run_sync(self._append, namespace, line)
-        if outcome.experience_ids_used:
+        if outcome.experience_ids_used and reward is not None:
             await self._store.record_usage(outcome.experience_ids_used, helpful=is_success(reward))
             # Auto-retire (issue 11, server/learning/utility.py): experiences that keep failing leave the library.
             await retire_after_outcome(
@@ -186,21 +187,26 @@ class OutcomeBook:
             )
         members = [item for item in outcomes if item.group_id == group_id and item.outcome_id not in reflections]
         members = [*members, outcome][-self._settings.outcomes.group_max :]
-        rewards = [item.reward for item in members]
+        rewards = [item.reward for item in members if item.reward is not None]
         mixed = any(is_success(r) for r in rewards) and not all(is_success(r) for r in rewards)
+        # Ungraded turns (the Claude Code stop hook) are worth comparing once there are two; only a client
+        # reflects on them: the server's reflection learns from grades.
+        client = self.reflection_mode == "client"
+        comparable = client and len(members) >= 2 and len(rewards) < len(members)
         result = RecordOutcomeResult(
             outcome=outcome,
             group_size=len(members),
             reflection="scheduled" if mixed else "not_mixed",
-            counters_updated=outcome.experience_ids_used,
+            counters_updated=outcome.experience_ids_used if reward is not None else [],
         )
-        if not mixed:
+        if not (mixed or comparable):
             return result
-        if self.reflection_mode == "client":
-            task = await self._prepare_task(namespace, members)
+        if client:
+            prepared = await self._prepare_task(namespace, members)
             result.reflection = "task_waiting"
-            result.reflection_task_id = task.task_id
+            result.reflection_task_id = prepared.task_id
             return result
+        members = [item for item in members if item.reward is not None]
         done = anyio.Event()
         self._pending[outcome.outcome_id] = done
         self._tasks.start_soon(self._reflect, namespace, members, done)
@@ -244,7 +250,10 @@ class OutcomeBook:
                     task=members[-1].task,
                     attempts=[
                         RecordedAttempt(
-                            attempt_id=item.outcome_id, account=item.attempt, reward=item.reward, feedback=item.feedback
+                            attempt_id=item.outcome_id,
+                            account=item.attempt,
+                            reward=item.reward or 0.0,
+                            feedback=item.feedback,
                         )
                         for item in members
                     ],
@@ -309,9 +318,7 @@ class OutcomeBook:
                 earlier = await self._version_made_by(task)
                 if earlier is not None:
                     # A crash after the change and before the task was closed: the change stands, once.
-                    await anyio.to_thread.run_sync(
-                        lambda: self.tasks.close(task, "submitted", result_version=earlier)
-                    )
+                    await anyio.to_thread.run_sync(lambda: self.tasks.close(task, "submitted", result_version=earlier))
                     raise Conflict(f"reflection task {task_id!r} was already submitted (library version {earlier})")
                 active = await self._active_of(task)
                 resolved = check_submission(

@@ -69,6 +69,22 @@ class HookEndpoint:
                     for item in found
                 ],
             }
+        if op == "record_turn":
+            result = await self._outcomes.record(
+                namespace=namespace,
+                task=_clip(str(message.get("task", "")), limit),
+                attempt=_clip(str(message.get("attempt", "")), limit),
+                reward=None,
+                feedback=None,
+                experience_ids_used=[],
+                task_key=None,
+            )
+            return {
+                "ok": True,
+                "outcome_id": result.outcome.outcome_id,
+                "reflection": result.reflection,
+                "reflection_task_id": result.reflection_task_id,
+            }
         raise ValueError(f"unknown op {op!r}")
 
     async def handle(self, stream: SocketStream) -> None:
@@ -116,17 +132,23 @@ async def serve_hook_endpoint(
         lambda: write_endpoint(settings.data_dir, port=port, token=endpoint.token, pid=pid)
     )
     scope = anyio.CancelScope()
+    stopped = anyio.Event()
 
     async def run() -> None:
-        with scope:
-            await listener.serve(endpoint.handle)
+        try:
+            with scope:
+                await listener.serve(endpoint.handle)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await listener.aclose()
+            stopped.set()
 
     task_group.start_soon(run)
     logger.debug("hook endpoint on 127.0.0.1:%d (%s)", port, path)
     try:
         yield endpoint
     finally:
-        scope.cancel()
-        with anyio.CancelScope(shield=True):
-            await listener.aclose()
         path.unlink(missing_ok=True)
+        scope.cancel()
+        with anyio.CancelScope(shield=True), anyio.move_on_after(5):
+            await stopped.wait()

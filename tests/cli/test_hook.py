@@ -16,7 +16,7 @@ import pytest
 from mcp import Client
 
 from debrief.server.cli.client_config import claude_settings_path, hook_commands, merge_hooks
-from debrief.server.cli.hook import lessons_context, namespace_for
+from debrief.server.cli.hook import last_turn, lessons_context, namespace_for
 from debrief.server.embedding.hashed import HashEmbedder
 from debrief.server.mcp.app import create_server
 from debrief.server.settings import Settings
@@ -179,3 +179,57 @@ def test_config_claude_code_hooks_writes_the_project_settings_from_the_command_l
     written = json.loads((tmp_path / ".claude" / "settings.json").read_text())
     [group] = written["hooks"]["UserPromptSubmit"]
     assert "debrief.server.cli.hook user-prompt-submit" in group["hooks"][0]["command"]
+
+
+def transcript(path: Path, prompt: str, answer: str) -> Path:
+    """A Claude Code transcript: the prompt, a tool call and its result, then the final answer."""
+    entries = [
+        {"type": "user", "message": {"role": "user", "content": "an earlier prompt"}},
+        {"type": "assistant", "message": {"role": "assistant", "content": [{"type": "text", "text": "earlier"}]}},
+        {"type": "user", "message": {"role": "user", "content": prompt}},
+        {
+            "type": "assistant",
+            "message": {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "Bash"}]},
+        },
+        {
+            "type": "user",
+            "message": {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": "ok"}]},
+        },
+        {"type": "assistant", "message": {"role": "assistant", "content": [{"type": "text", "text": answer}]}},
+    ]
+    path.write_text("\n".join(json.dumps(entry) for entry in entries) + "\n")
+    return path
+
+
+def test_the_last_turn_is_the_last_typed_prompt_and_the_text_after_it(tmp_path: Path) -> None:
+    path = transcript(tmp_path / "t.jsonl", PROMPT, "Sorted them with a key on the parsed date.")
+    assert last_turn(path) == (PROMPT, "Sorted them with a key on the parsed date.")
+
+
+@pytest.mark.anyio
+async def test_the_stop_hook_records_turns_ungraded_and_two_at_one_task_become_a_reflection_task(
+    served: tuple[Client, Settings, Path], tmp_path: Path
+) -> None:
+    client, settings, cwd = served
+    answers = ["Compared the date strings as text.", "Parsed each date with datetime, then sorted by it."]
+    for number, answer in enumerate(answers):
+        stop_event = {
+            "session_id": f"s{number}",
+            "transcript_path": str(transcript(tmp_path / f"t{number}.jsonl", PROMPT, answer)),
+            "cwd": str(cwd),
+            "hook_event_name": "Stop",
+            "stop_hook_active": False,
+        }
+        command = [sys.executable, "-m", "debrief.server.cli.hook", "stop", "--data-dir", str(settings.data_dir)]
+        with anyio.fail_after(30):
+            done = await anyio.run_process(command, input=json.dumps(stop_event).encode(), check=False)
+        assert (done.returncode, done.stdout, done.stderr) == (0, b"", b"")
+    outcomes = (await call(client, "list_outcomes", namespace="my-repo"))["items"]
+    assert [(item["task"], item["attempt"], item["reward"]) for item in outcomes] == [
+        (PROMPT, answers[1], None),
+        (PROMPT, answers[0], None),
+    ]
+    task = (await call(client, "get_reflection_task", namespace="my-repo"))["task"]
+    assert task["outcome_ids"] == [outcomes[1]["outcome_id"], outcomes[0]["outcome_id"]]
+    assert "Attempt 2, not graded (judge it yourself)" in task["text"]
+    assert "which attempts are better" in task["text"]

@@ -11,7 +11,7 @@ from mcp import Client
 
 from debrief.server.embedding.embedder import Embedder
 from debrief.server.mcp.app import create_server
-from debrief.server.settings import Settings
+from debrief.server.settings import OutcomeSettings, Settings
 from tests.learner.scripted import LESSON
 from tests.server.test_runs import ScriptedProvider
 from tests.server.test_tools import call, call_error
@@ -28,7 +28,10 @@ BY_KEY = "When ordering a list of records, sort by a key function instead of com
 async def setup(
     request: pytest.FixtureRequest, tmp_path: Path, test_embedder: Embedder
 ) -> AsyncIterator[tuple[Client, ScriptedProvider]]:
-    settings = Settings(data_dir=tmp_path / "data", chroma_mode="in-process")
+    # The scripted model stands in for a configured reflection model (auto would pick the client without one).
+    settings = Settings(
+        data_dir=tmp_path / "data", chroma_mode="in-process", outcomes=OutcomeSettings(reflection="server")
+    )
     provider = ScriptedProvider(settings)
     server = create_server(settings, embedder=test_embedder, provider=provider)
     async with Client(server, mode=request.param) as client:
