@@ -21,6 +21,7 @@ from debrief.learner.evaluation import EVAL_TEMPERATURE, EVAL_TOP_P, ArmResult, 
 from debrief.learner.verifiers import make_verifier
 from debrief.server.cli.flags import settings_from_flags
 from debrief.server.errors import InvalidInput
+from debrief.server.learning.evaluations import summary_lines
 from debrief.server.learning.run_config import run_config
 from debrief.server.store.experience_store import ExperienceStore
 from debrief.server.store.learner_library import StoreLibrary
@@ -148,18 +149,6 @@ def evaluation_tables(result: LibraryEvaluation, namespace: str) -> list[Table |
             item.verdict,
         )
     shown: list[Table | str] = [arms, deltas]
-    delta = result.delta
-    plain = {"better": "helps", "worse": "hurts", "inconclusive": "makes no significant difference"}[delta.verdict]
-    shown.append(
-        f"The library {plain}: Mean@{k} {result.without.mean_at_k:.3f} → {result.with_library.mean_at_k:.3f} "
-        f"({delta.mean_at_k:+.3f}, 95% CI {_interval(delta.ci95)}, {delta.problems} problems)."
-    )
-    for control in result.controls:
-        verdict = "beats" if control.beaten else "does not beat"
-        shown.append(
-            f"It {verdict} the {control.name} control ({control.description}): "
-            f"{control.comparison.mean_at_k:+.3f}, 95% CI {_interval(control.comparison.ci95)}."
-        )
     if result.effects is not None:
         effects = Table(title="per-experience effect (leave-one-out where shown; most helpful first)")
         for column in ("id", "Δ Mean", "95% CI", "verdict", "problems", "experience"):
@@ -175,17 +164,7 @@ def evaluation_tables(result: LibraryEvaluation, namespace: str) -> list[Table |
                 effect.text,
             )
         shown.append(effects)
-        cost = result.effects
-        shown.append(
-            f"per-experience cost: {cost.tokens.prompt_tokens + cost.tokens.completion_tokens:,} tokens "
-            f"(estimated before: at most {cost.tokens_estimate:,}); {cost.attempts_made} of at most "
-            f"{cost.attempts_planned} attempts, ${cost.tokens.cost_usd:.4f}."
-        )
-    total = result.tokens
-    shown.append(
-        f"total {total.prompt_tokens:,} prompt + {total.completion_tokens:,} completion tokens, {total.requests} "
-        f"requests, ${total.cost_usd:.4f}, {result.wall_seconds:.1f}s."
-    )
+    shown.extend(summary_lines(result))
     return shown
 
 

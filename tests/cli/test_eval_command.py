@@ -147,7 +147,7 @@ async def test_the_tables_say_whether_the_library_helps_and_which_controls_it_be
     lines = [item for item in evaluation_tables(result, "math") if isinstance(item, str)]
     assert any(line.startswith("The library helps: Mean@4") and "95% CI" in line for line in lines)
     assert any(line.startswith("It beats the random control") for line in lines)
-    assert any(line.startswith("per-experience cost:") and "estimated before" in line for line in lines)
+    assert any(line.startswith("Per experience: 1 help") and "estimated before" in line for line in lines)
 
 
 async def test_runs_plot_draws_a_learning_curve_from_a_command_line_run(tmp_path: Path) -> None:
