@@ -34,6 +34,8 @@ from debrief.server.store.experience_store import ExperienceStore
 from debrief.server.store.learner_library import StoreLibrary
 
 logger = logging.getLogger(__name__)
+PROGRESS_HEARTBEAT_SECONDS = 10
+"""wait() reports progress at least this often, changed or not."""
 
 
 class BackendProvider(Protocol):
@@ -281,7 +283,9 @@ class RunManager:
                 changed = active.changed
                 if on_progress is not None:
                     await on_progress(active.record.model_copy(deep=True))
-                await changed.wait()
+                # A heartbeat when nothing changes (one slow model call): clients drop calls that go quiet.
+                with anyio.move_on_after(PROGRESS_HEARTBEAT_SECONDS):
+                    await changed.wait()
         return await self.get(run_id)
 
     # ---- running -------------------------------------------------------------------------------------

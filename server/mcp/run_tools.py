@@ -89,9 +89,11 @@ def register_run_tools(server: MCPServer[AppState]) -> None:
         ctx: Context[AppState],
         timeout_seconds: Annotated[float, Field(gt=0, le=50, description="Longest wait (clients cancel ~60 s).")] = 30,
     ) -> RunRecord:
-        """Wait for a learning run to finish, sending progress notifications meanwhile; returns its record.
+        """Wait up to timeout_seconds (default 30, at most 50) for a learning run to finish; returns its record.
 
-        Returns after timeout_seconds even if the run is still going: call again to keep watching.
+        Sends a progress notification at every change and at least every 10 s, so clients keep the call alive.
+        Returns after timeout_seconds even if the run is still going (desktop clients cancel calls at about
+        60 s): call again to keep watching.
         """
 
         async def report(record: RunRecord) -> None:
