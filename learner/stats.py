@@ -1,15 +1,16 @@
 """The statistics of a paired evaluation: Mean@K, Pass@K and a paired bootstrap interval of a difference.
 
-Pure functions over rewards, seeded, without numpy: an evaluation has at most a few thousand problems, and the
-same inputs with the same seed always give the same interval.
+Pure functions over rewards, seeded: the same inputs with the same seed always give the same interval. Resampling
+runs in numpy blocks (1000 problems x 2000 resamples in milliseconds), so a server's event loop is not held up.
 """
 
 from __future__ import annotations
 
-import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
+
+import numpy as np
 
 Verdict = Literal["better", "worse", "inconclusive"]
 """How one arm compares with another: the whole 95% interval of the difference above zero, below it, or neither."""
@@ -80,13 +81,22 @@ def paired_bootstrap(
         return Interval(low=0.0, high=0.0)
     if all(value == differences[0] for value in differences):
         return Interval(low=differences[0], high=differences[0])
-    rng = random.Random(seed)
-    values = list(differences)
-    means = sorted(sum(rng.choices(values, k=count)) / count for _ in range(resamples))
+    rng = np.random.default_rng(seed)
+    values = np.asarray(differences, dtype=np.float64)
+    means = np.concatenate(
+        [values[rng.integers(0, count, size=(block, count))].mean(axis=1) for block in _blocks(resamples, count)]
+    )
+    means.sort()
     tail = (1 - confidence) / 2
     low_index = min(resamples - 1, max(0, int(tail * resamples)))
     high_index = min(resamples - 1, max(0, int((1 - tail) * resamples) - 1))
-    return Interval(low=means[low_index], high=means[high_index])
+    return Interval(low=float(means[low_index]), high=float(means[high_index]))
+
+
+def _blocks(resamples: int, count: int) -> list[int]:
+    """Resample counts per block, so that one block holds about a million draws."""
+    size = max(1, 1_000_000 // max(count, 1))
+    return [min(size, resamples - start) for start in range(0, resamples, size)]
 
 
 def sign_flip_p_value(differences: Sequence[float], *, resamples: int = 2000, seed: int = 0) -> float:
@@ -95,22 +105,19 @@ def sign_flip_p_value(differences: Sequence[float], *, resamples: int = 2000, se
     Under "no difference" each problem's difference is as likely negative as positive. Exact (all 2^n sign
     patterns) up to 12 problems, else Monte Carlo with the usual +1 correction.
     """
-    values = [value for value in differences if value != 0]
-    if not values:
+    values = np.asarray([value for value in differences if value != 0], dtype=np.float64)
+    if values.size == 0:
         return 1.0
-    observed = abs(sum(values))
+    observed = abs(float(values.sum()))
     tolerance = 1e-12 * max(1.0, observed)
-    count = len(values)
+    count = int(values.size)
     if count <= 12:
-        patterns = 1 << count
-        extreme = 0
-        for pattern in range(patterns):
-            total = sum(value if pattern >> index & 1 else -value for index, value in enumerate(values))
-            extreme += abs(total) >= observed - tolerance
-        return extreme / patterns
-    rng = random.Random(seed)
+        patterns = np.arange(1 << count)[:, None] >> np.arange(count)[None, :] & 1
+        totals = np.abs(np.where(patterns == 1, values, -values).sum(axis=1))
+        return float(np.count_nonzero(totals >= observed - tolerance)) / (1 << count)
+    rng = np.random.default_rng(seed)
     extreme = 0
-    for _ in range(resamples):
-        total = sum(value if rng.random() < 0.5 else -value for value in values)
-        extreme += abs(total) >= observed - tolerance
+    for block in _blocks(resamples, count):
+        signs = rng.integers(0, 2, size=(block, count)) * 2 - 1
+        extreme += int(np.count_nonzero(np.abs((signs * values).sum(axis=1)) >= observed - tolerance))
     return (extreme + 1) / (resamples + 1)
