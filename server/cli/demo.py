@@ -13,7 +13,8 @@ import anyio
 from rich.console import Console
 from rich.table import Table
 
-from debrief.learner import EvaluationReport, LibraryEntry, Problem, evaluate, make_verifier
+from debrief.learner import Problem, make_verifier
+from debrief.learner.evaluation import ArmResult, Comparison, PairedEvaluator, PairedReport, library_arm, no_library
 from debrief.server.backends.provider import ModelProvider
 from debrief.server.cli.demo_session import run_session
 from debrief.server.cli.demo_tasks import generate_tasks
@@ -22,6 +23,7 @@ from debrief.server.cli.learn import learn_with_progress, step_table
 from debrief.server.learning.run_config import run_config
 from debrief.server.settings import Settings
 from debrief.server.store.experience_store import ExperienceStore
+from debrief.server.store.learner_library import StoreLibrary
 
 DEMO_INSTRUCTIONS = "You solve short math word problems. Think briefly, then end with a last line 'Answer: <number>'."
 
@@ -30,14 +32,30 @@ def _problems(tasks: Sequence[Any]) -> list[Problem]:
     return [Problem(problem_id=task.problem_id, question=task.question, answer=task.answer) for task in tasks]
 
 
-def _accuracy_row(table: Table, label: str, report: EvaluationReport) -> None:
+def _accuracy_row(table: Table, label: str, arm: ArmResult) -> None:
     table.add_row(
         label,
-        f"{report.mean_at_k:.3f}",
-        f"{report.pass_at_k:.3f}",
-        f"{report.tokens.prompt_tokens:,}",
-        f"{report.tokens.completion_tokens:,}",
-        f"{report.wall_seconds:.1f}",
+        f"{arm.mean_at_k:.3f}",
+        f"{arm.pass_at_k:.3f}",
+        f"{arm.tokens.prompt_tokens:,}",
+        f"{arm.tokens.completion_tokens:,}",
+    )
+
+
+def paired_verdict(delta: Comparison, samples: int, method: str) -> str:
+    """The before/after difference in plain words: its 95% interval, and whether it is significant."""
+    low, high = delta.ci95
+    figures = (
+        f"Mean@{samples} difference {delta.mean_at_k:+.3f}, 95% CI [{low:+.3f}, {high:+.3f}] "
+        f"({method}, {delta.problems} held-out problems, same seeds), p = {delta.p_value:.2g}"
+    )
+    if delta.verdict == "better":
+        return f"{figures}: significant, the experiences helped on these problems."
+    if delta.verdict == "worse":
+        return f"{figures}: significant, the experiences hurt on these problems."
+    return (
+        f"{figures}: not significant, the interval includes zero; this demo cannot tell a gain from noise "
+        "(more held-out problems or samples narrow it)."
     )
 
 
@@ -78,7 +96,18 @@ async def run_demo(
         )
 
         console.rule("1. held-out accuracy without experiences")
-        before = await evaluate(heldout, backends=backends, verifier=verifier, samples=args.samples, config=config)
+        # One evaluator for before and after: the same problems and sampling seeds, so the two are paired, and
+        # the "without" attempts made here are reused (not sampled again) in the paired comparison below.
+        evaluator = PairedEvaluator(
+            backends=backends,
+            verifier=verifier,
+            samples=args.samples,
+            temperature=args.eval_temperature,
+            config=config,
+            seed=args.seed,
+        )
+        baseline = await evaluator.compare(heldout, [no_library()])
+        before, evaluated_before = baseline.arm("without"), baseline.wall_seconds
         console.print(f"Mean@{args.samples} {before.mean_at_k:.3f}, Pass@{args.samples} {before.pass_at_k:.3f}")
 
         console.rule(f"2. learning: {args.epochs} epoch(s), G = {args.group_size}")
@@ -94,20 +123,11 @@ async def run_demo(
         )
         console.print(step_table(report))
 
-        console.rule("3. held-out accuracy with retrieved experiences")
-
-        async def retrieved(problem: Problem) -> list[LibraryEntry]:
-            found = await store.retrieve(namespace, problem.question, k=args.k)
-            return [LibraryEntry(experience_id=item.experience_id, text=item.text) for item in found]
-
-        after = await evaluate(
-            heldout,
-            backends=backends,
-            verifier=verifier,
-            samples=args.samples,
-            experiences_for=retrieved,
-            config=config,
-        )
+        console.rule("3. held-out accuracy with retrieved experiences (paired with step 1)")
+        retrieved = library_arm(StoreLibrary(store, namespace), injection="retrieve", k=args.k, name="with")
+        paired: PairedReport = await evaluator.compare(heldout, [no_library(), retrieved])
+        after = paired.arm("with")
+        delta = paired.comparison("with", "without")
         console.print(f"Mean@{args.samples} {after.mean_at_k:.3f}, Pass@{args.samples} {after.pass_at_k:.3f}")
 
         library = await store.active(namespace)
@@ -118,19 +138,17 @@ async def run_demo(
             console.print("(nothing learned: no group had mixed results, or the model proposed no usable lesson)")
 
         table = Table(title="before / after (the same held-out problems and seeds)")
-        for column in ("held-out", f"Mean@{args.samples}", f"Pass@{args.samples}", "prompt tok", "compl tok", "secs"):
+        for column in ("held-out", f"Mean@{args.samples}", f"Pass@{args.samples}", "prompt tok", "compl tok"):
             table.add_column(column, justify="right")
         _accuracy_row(table, "without experiences", before)
         _accuracy_row(table, "with experiences", after)
-        table.add_row(
-            "learning",
-            "",
-            "",
-            f"{report.total.prompt_tokens:,}",
-            f"{report.total.completion_tokens:,}",
-            f"{report.wall_seconds:.1f}",
-        )
+        table.add_row("learning", "", "", f"{report.total.prompt_tokens:,}", f"{report.total.completion_tokens:,}")
         console.print(table)
+        console.print(paired_verdict(delta, args.samples, paired.method), highlight=False)
+        console.print(
+            f"time: learning {report.wall_seconds:.1f}s, evaluation {paired.wall_seconds + evaluated_before:.1f}s",
+            highlight=False,
+        )
         console.print(f"store: {settings.data_dir} (namespace {namespace}); total {time.perf_counter() - started:.0f}s")
     finally:
         await provider.aclose()
@@ -161,6 +179,9 @@ def _options(demo: argparse.ArgumentParser) -> None:
     demo.add_argument("--group-size", type=int, default=4)
     demo.add_argument("--max-tokens", type=int, default=96, help="completion cap per attempt")
     demo.add_argument("-k", type=int, default=3, help="experiences retrieved per held-out problem")
+    demo.add_argument(
+        "--eval-temperature", type=float, default=0.3, help="sampling temperature of the held-out evaluation"
+    )
 
 
 def _demo(args: argparse.Namespace) -> int:

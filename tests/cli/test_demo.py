@@ -14,8 +14,9 @@ from rich.console import Console
 
 from debrief.learner import Backends, FunctionBackend
 from debrief.learner.backend import ChatRequest
+from debrief.learner.evaluation import Comparison
 from debrief.server.backends.provider import ModelProvider
-from debrief.server.cli.demo import demo_parser, run_demo
+from debrief.server.cli.demo import demo_parser, paired_verdict, run_demo
 from debrief.server.cli.demo_tasks import generate_tasks
 from debrief.server.settings import Settings
 from tests.learner.scripted import LESSON, reflector
@@ -64,5 +65,31 @@ async def test_the_demo_learns_the_lesson_and_shows_the_gain_and_a_client_sessio
         if "with experiences │" in line or "without experiences │" in line
     )
     assert after > before
+    # The before/after is a paired evaluation with its 95% interval, and the demo says whether it is significant.
+    verdict = next(line for line in text.splitlines() if "Mean@4 difference" in line)
+    assert "95% CI [" in verdict and "paired bootstrap" in verdict
+    low = float(verdict.split("95% CI [")[1].split(",")[0])
+    assert low > 0 and "significant, the experiences helped" in text
     assert "connected over stdio" in text and "retrieve_experiences for:" in text
     assert f"store: {settings.data_dir}" in text
+
+
+def test_the_demo_says_plainly_when_the_difference_is_not_significant() -> None:
+    delta = Comparison(
+        arm="with",
+        baseline="without",
+        problems=10,
+        mean_at_k=0.05,
+        ci95=[-0.1, 0.2],
+        pass_at_k=0.0,
+        pass_ci95=[0.0, 0.0],
+        p_value=0.6,
+        verdict="inconclusive",
+    )
+
+    text = paired_verdict(delta, 4, "paired bootstrap over problems")
+
+    assert "Mean@4 difference +0.050, 95% CI [-0.100, +0.200]" in text
+    assert "not significant, the interval includes zero" in text
+    worse = paired_verdict(delta.model_copy(update={"ci95": [-0.3, -0.1], "verdict": "worse"}), 4, "m")
+    assert "significant, the experiences hurt" in worse
