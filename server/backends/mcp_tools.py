@@ -11,8 +11,8 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Mapping, Sequence
-from contextlib import AsyncExitStack
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -28,7 +28,8 @@ from mcp.types import CallToolResult, TextContent
 from mcp_types import CONNECTION_CLOSED
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from debrief.learner.tools import ToolResult, ToolSpec, valid_tool_name
+from debrief.learner.code_tool import CodeTool
+from debrief.learner.tools import CombinedTools, ToolResult, Tools, ToolSpec, valid_tool_name
 from debrief.server.errors import InvalidInput
 
 logger = logging.getLogger(__name__)
@@ -267,3 +268,32 @@ def _describe(error: BaseException) -> str:
     if isinstance(error, BaseExceptionGroup):
         return "; ".join(_describe(inner) for inner in error.exceptions)
     return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+
+
+@asynccontextmanager
+async def agent_tools(
+    servers: Mapping[str, McpServerEntry] | None,
+    *,
+    code_tool: bool,
+    start_timeout: float = 30.0,
+    call_timeout: float = 60.0,
+    on_problem: Callable[[str], None] | None = None,
+) -> AsyncIterator[Tools | None]:
+    """The tools of one agent-mode run: the MCP servers (started now, stopped after) and the code tool, if asked.
+
+    Yields ``None`` when neither is asked for. Servers that fail to start are passed to ``on_problem``; the run
+    goes on with the rest.
+    """
+    parts: list[Tools] = []
+    if code_tool:
+        parts.append(CodeTool())
+    async with AsyncExitStack() as stack:
+        if servers:
+            mcp = await stack.enter_async_context(
+                McpTools(servers, start_timeout=start_timeout, call_timeout=call_timeout)
+            )
+            for problem in mcp.problems:
+                if on_problem is not None:
+                    on_problem(problem)
+            parts.append(mcp)
+        yield None if not parts else parts[0] if len(parts) == 1 else CombinedTools(*parts)
