@@ -6,10 +6,12 @@ import inspect
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from debrief.learner.backend import ChatReply, ChatRequest, Usage, estimate_tokens
+from debrief.learner.backend import ChatReply, ChatRequest, Message, ToolCall, Usage, estimate_tokens
 
-ReplyFunction = Callable[[ChatRequest, int], str | Awaitable[str]]
+ReplyFunction = Callable[[ChatRequest, int], str | Message | Awaitable[str | Message]]
 """Decides one choice: ``(request, choice) -> text``. ``choice`` counts from 0 within the request.
+
+In agent mode it may return an assistant :class:`Message` carrying ``tool_calls`` instead of text.
 
 A deterministic script can seed its randomness with ``(request.seed or 0) + choice``: a group asked for as
 ``n = G`` with seed ``S`` and the same group asked for as G single requests with seeds ``S, S+1, ...`` then get
@@ -35,10 +37,16 @@ class FunctionBackend:
         self.calls.append(request)
         count = request.n if self.honours_n else 1
         texts: list[str] = []
+        tool_calls: list[tuple[ToolCall, ...]] = []
         for choice in range(count):
             text = self.function(request, choice)
             if inspect.isawaitable(text):
                 text = await text
+            if isinstance(text, Message):
+                tool_calls.append(text.tool_calls)
+                text = text.content
+            else:
+                tool_calls.append(())
             texts.append(text)
         prompt = sum(estimate_tokens(message.content) for message in request.messages)
         usage = Usage(
@@ -46,7 +54,8 @@ class FunctionBackend:
             completion_tokens=sum(estimate_tokens(text) for text in texts),
             requests=1,
         )
-        return ChatReply(texts=tuple(texts), usage=usage, model=self.model)
+        calls = tuple(tool_calls) if any(tool_calls) else ()
+        return ChatReply(texts=tuple(texts), usage=usage, model=self.model, tool_calls=calls)
 
     def calls_for(self, stage: str) -> list[ChatRequest]:
         """The recorded requests of one stage."""

@@ -16,7 +16,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-Reply = Callable[[dict[str, Any], int], str]
+Reply = Callable[[dict[str, Any], int], str | dict[str, Any]]
+"""Text for one choice, or (agent-mode tests) a whole assistant message such as one carrying ``tool_calls``."""
 
 
 @dataclass
@@ -47,8 +48,10 @@ class FakeOpenAI:
         if self.refuse_json_schema and response_format.get("type") == "json_schema":
             return JSONResponse({"error": {"message": "json_schema is not supported"}}, status_code=500)
         count = int(body.get("n") or 1) if self.honours_n else 1
-        prompt = sum(len(message["content"]) // 4 + 1 for message in body["messages"])
-        texts = [self.reply(body, choice) for choice in range(count)]
+        prompt = sum(len(message.get("content") or "") // 4 + 1 for message in body["messages"])
+        replies = [self.reply(body, choice) for choice in range(count)]
+        messages = [item if isinstance(item, dict) else {"role": "assistant", "content": item} for item in replies]
+        texts = [str(message.get("content") or "") for message in messages]
         return JSONResponse(
             {
                 "id": f"chatcmpl-{number}",
@@ -56,8 +59,12 @@ class FakeOpenAI:
                 "created": 0,
                 "model": body["model"],
                 "choices": [
-                    {"index": index, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}
-                    for index, text in enumerate(texts)
+                    {
+                        "index": index,
+                        "finish_reason": "tool_calls" if message.get("tool_calls") else "stop",
+                        "message": message,
+                    }
+                    for index, message in enumerate(messages)
                 ],
                 "usage": {
                     "prompt_tokens": prompt,
