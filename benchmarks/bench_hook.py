@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import random
+import shlex
 import statistics
 import subprocess
 import sys
@@ -26,6 +27,8 @@ from pathlib import Path
 import anyio
 from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
+
+from debrief.server.cli.client_config import hook_commands
 
 NAMESPACE = "bench"
 TOPICS = ["dates", "json", "sql joins", "unit tests", "async code", "regexes", "file paths", "http retries"]
@@ -72,8 +75,7 @@ async def main() -> None:
     data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="debrief-bench-hook-"))
     env = {**os.environ, "DEBRIEF_DATA_DIR": str(data_dir)}
     params = StdioServerParameters(command=sys.executable, args=["-m", "debrief.server", "serve"], env=env)
-    hook = [sys.executable, "-m", "debrief.server.cli.hook", "user-prompt-submit", "--data-dir", str(data_dir)]
-    hook += ["--namespace", NAMESPACE]
+    hook = [*shlex.split(hook_commands(data_dir)["UserPromptSubmit"]), "--namespace", NAMESPACE]
     with open(data_dir / "server.log", "w") as errlog:
         async with Client(stdio_client(params, errlog=errlog), read_timeout_seconds=300) as client:
             started = time.perf_counter()

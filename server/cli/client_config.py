@@ -235,22 +235,29 @@ def merge_into(
 
 # ---- Claude Code hooks ------------------------------------------------------------------------------------
 
-HOOK_EVENTS: dict[str, str] = {"UserPromptSubmit": "user-prompt-submit"}
-"""Claude Code hook event -> ``debrief hook`` event."""
+HOOK_EVENTS: dict[str, str] = {"UserPromptSubmit": "user-prompt-submit", "Stop": "stop"}
+"""Claude Code hook event -> ``debrief hook`` event. ``Stop`` (record each turn) only when asked for."""
 HOOK_MODULE = "debrief.server.cli.hook"
 HOOK_TIMEOUT_SECONDS = 5
 
 
-def hook_commands(data_dir: Path, *, executable: str | None = None) -> dict[str, str]:
-    """The command per Claude Code event: ``python -m`` the stdlib-only hook module.
+def hook_commands(
+    data_dir: Path, *, executable: str | None = None, record_turns: bool = False, root: Path | None = None
+) -> dict[str, str]:
+    """The command per Claude Code event: Python without ``site`` (``-S``) running the stdlib-only hook module.
 
-    ``debrief``'s own entry point loads settings, which alone costs most of the hook's latency budget.
+    ``debrief``'s own entry point loads settings, and ``site`` alone walks every ``.pth`` file of the
+    environment: together more than the hook's latency budget. ``root`` is the folder holding the ``debrief``
+    package (default: this install's), put on ``sys.path`` by hand.
     """
     python = Path(executable or sys.executable).absolute()
     data = data_dir.expanduser().absolute()
+    folder = root or Path(__file__).absolute().parents[3]
+    boot = f"import sys; sys.path.insert(0, {str(folder)!r}); from {HOOK_MODULE} import main; main()"
     return {
-        event: shlex.join([str(python), "-m", HOOK_MODULE, name, "--data-dir", str(data)])
+        event: shlex.join([str(python), "-S", "-c", boot, name, "--data-dir", str(data)])
         for event, name in HOOK_EVENTS.items()
+        if record_turns or event != "Stop"
     }
 
 
@@ -312,7 +319,7 @@ def _config_hooks(args: argparse.Namespace) -> int:
     target = target_from_args(args)
     if not isinstance(target, StdioTarget):
         raise InvalidInput("--hooks asks the local server on its data dir: drop --http/--url (hooks use loopback)")
-    commands = hook_commands(target.data_dir)
+    commands = hook_commands(target.data_dir, record_turns=args.record_turns)
     path = Path(args.write).expanduser() if args.write else claude_settings_path(args.scope)
     result = merge_hooks(path, commands)
     if not result.changed:
@@ -381,6 +388,12 @@ def register(commands: Any, common: Callable[[argparse.ArgumentParser], None]) -
         action="store_true",
         help="claude-code: install the hook that adds relevant lessons to every prompt into Claude Code's "
         "settings (merged, after a backup); --write PATH for another file",
+    )
+    config.add_argument(
+        "--record-turns",
+        action="store_true",
+        help="with --hooks: also record every finished turn as an ungraded attempt (Stop hook), so attempts at "
+        "the same task can be compared",
     )
     config.add_argument(
         "--scope",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import random
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -14,12 +15,17 @@ from rich.console import Console
 from rich.table import Table
 
 from debrief.learner import Problem, make_verifier
+from debrief.learner.errors import LearnerError
 from debrief.learner.evaluation import ArmResult, Comparison, PairedEvaluator, PairedReport, library_arm, no_library
+from debrief.learner.prompts import DEFAULT_INSTRUCTIONS
+from debrief.learner.sources import load_source, source_verifier
+from debrief.learner.verifiers import Verifier
 from debrief.server.backends.provider import ModelProvider
 from debrief.server.cli.demo_session import run_session
 from debrief.server.cli.demo_tasks import generate_tasks
 from debrief.server.cli.flags import settings_from_flags
 from debrief.server.cli.learn import learn_with_progress, step_table
+from debrief.server.errors import InvalidInput
 from debrief.server.learning.run_config import run_config
 from debrief.server.settings import Settings
 from debrief.server.store.experience_store import ExperienceStore
@@ -59,6 +65,31 @@ def paired_verdict(delta: Comparison, samples: int, method: str) -> str:
     )
 
 
+def demo_problems(args: argparse.Namespace) -> tuple[list[Problem], list[Problem], Verifier, str]:
+    """Training and held-out problems, their verifier and the policy's instructions.
+
+    The built-in word problems by default; with ``--data`` any source (a JSONL file, ``dapo:``/``aime:`` files or
+    ``reasoning-gym:NAME``), split by a seeded shuffle into ``--train`` and ``--heldout`` problems.
+    """
+    if args.data is None:
+        split = generate_tasks(args.seed, args.train, args.heldout)
+        verifier = make_verifier(args.verifier or "debrief.server.cli.demo_tasks:check_answer")
+        return _problems(split.train), _problems(split.heldout), verifier, DEMO_INSTRUCTIONS
+    try:
+        source = load_source(args.data, require_answer=True)
+        verifier = source_verifier(source, args.verifier)
+    except LearnerError as error:
+        raise InvalidInput(str(error)) from error
+    problems = list(source.problems)
+    if len(problems) < args.train + args.heldout:
+        raise InvalidInput(
+            f"{args.data!r} has {len(problems)} problems; the demo asks for {args.train} training and "
+            f"{args.heldout} held-out ones: give more problems or lower --train/--heldout"
+        )
+    random.Random(args.seed).shuffle(problems)
+    return problems[: args.train], problems[args.train : args.train + args.heldout], verifier, DEFAULT_INSTRUCTIONS
+
+
 async def run_demo(
     settings: Settings, args: argparse.Namespace, console: Console, provider: ModelProvider | None = None
 ) -> None:
@@ -66,9 +97,7 @@ async def run_demo(
     from debrief.server.embedding.embedder import make_embedder  # noqa: PLC0415
 
     namespace = args.namespace or "demo-" + datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    split = generate_tasks(args.seed, args.train, args.heldout)
-    train, heldout = _problems(split.train), _problems(split.heldout)
-    verifier = make_verifier("debrief.server.cli.demo_tasks:check_answer")
+    train, heldout, verifier, instructions = demo_problems(args)
     config = run_config(
         settings,
         run_id=f"run-demo{int(time.time())}",
@@ -76,7 +105,7 @@ async def run_demo(
         batch_size=args.batch_size,
         group_size=args.group_size,
         seed=args.seed,
-        instructions=DEMO_INSTRUCTIONS,
+        instructions=instructions,
         max_completion_tokens=args.max_tokens,
         concurrency=2,
     )
@@ -170,6 +199,13 @@ def demo_parser() -> argparse.ArgumentParser:
 
 def _options(demo: argparse.ArgumentParser) -> None:
     demo.add_argument("--namespace", default=None, help="namespace to learn into (default: a new demo-<time>)")
+    demo.add_argument(
+        "--data",
+        default=None,
+        help="problems instead of the built-in word problems: FILE.jsonl, dapo:FILE, aime:FILE or "
+        "reasoning-gym:NAME?size=&seed= (e.g. reasoning-gym:basic_arithmetic?size=60)",
+    )
+    demo.add_argument("--verifier", default=None, help="verifier for --data (default: the source's own, else math)")
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--train", type=int, default=16, help="training problems")
     demo.add_argument("--heldout", type=int, default=10, help="held-out problems")

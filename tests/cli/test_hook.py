@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -20,15 +21,16 @@ from debrief.server.cli.hook import last_turn, lessons_context, namespace_for
 from debrief.server.embedding.hashed import HashEmbedder
 from debrief.server.mcp.app import create_server
 from debrief.server.settings import Settings
-from tests.server.test_tools import call
+from tests.support.mcp_calls import call
 
 BY_DATE = "When sorting records by date in python, parse the date strings first."
 PROMPT = "Please sort these records by date in python, newest first."
 UNRELATED = "Write a haiku about autumn leaves falling on a quiet pond."
 
 
-def hook_command(data_dir: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "debrief.server.cli.hook", "user-prompt-submit", "--data-dir", str(data_dir), *extra]
+def hook_command(data_dir: Path, *extra: str, event: str = "UserPromptSubmit") -> list[str]:
+    """The command `debrief config claude-code --hooks` installs, as a list, with extra flags."""
+    return [*shlex.split(hook_commands(data_dir, record_turns=True)[event]), *extra]
 
 
 def event(prompt: str, cwd: Path) -> bytes:
@@ -151,7 +153,7 @@ def test_config_hooks_merges_into_claude_settings_without_touching_other_hooks(t
     assert path == tmp_path / ".claude" / "settings.json"
     path.parent.mkdir()
     path.write_text(json.dumps(existing_settings()))
-    commands = hook_commands(tmp_path / "data", executable="/venv/bin/python")
+    commands = hook_commands(tmp_path / "data", executable="/venv/bin/python", root=Path("/opt/src"))
     result = merge_hooks(path, commands, now=datetime(2026, 1, 2, 3, 4, 5))
     assert result.changed and result.backup is not None
     assert json.loads(result.backup.read_text()) == existing_settings()
@@ -160,12 +162,19 @@ def test_config_hooks_merges_into_claude_settings_without_touching_other_hooks(t
     assert merged["hooks"]["PreToolUse"] == existing_settings()["hooks"]["PreToolUse"]
     prompt_hooks = merged["hooks"]["UserPromptSubmit"]
     assert prompt_hooks[0] == existing_settings()["hooks"]["UserPromptSubmit"][0]
-    assert prompt_hooks[1]["hooks"][0]["command"] == (
-        f"/venv/bin/python -m debrief.server.cli.hook user-prompt-submit --data-dir {tmp_path / 'data'}"
-    )
+    assert prompt_hooks[1]["hooks"][0]["command"] == commands["UserPromptSubmit"]
+    assert shlex.split(commands["UserPromptSubmit"]) == [
+        "/venv/bin/python",
+        "-S",
+        "-c",
+        "import sys; sys.path.insert(0, '/opt/src'); from debrief.server.cli.hook import main; main()",
+        "user-prompt-submit",
+        "--data-dir",
+        str(tmp_path / "data"),
+    ]
     assert not merge_hooks(path, commands).changed
     # A new data dir replaces Debrief's hook rather than adding a second one.
-    merge_hooks(path, hook_commands(tmp_path / "other", executable="/venv/bin/python"))
+    merge_hooks(path, hook_commands(tmp_path / "other", executable="/venv/bin/python", root=Path("/opt/src")))
     again = json.loads(path.read_text())["hooks"]["UserPromptSubmit"]
     assert len(again) == 2 and again[1]["hooks"][0]["command"].endswith(str(tmp_path / "other"))
 
@@ -178,7 +187,11 @@ def test_config_claude_code_hooks_writes_the_project_settings_from_the_command_l
     assert done.stdout == ""
     written = json.loads((tmp_path / ".claude" / "settings.json").read_text())
     [group] = written["hooks"]["UserPromptSubmit"]
-    assert "debrief.server.cli.hook user-prompt-submit" in group["hooks"][0]["command"]
+    command = group["hooks"][0]["command"]
+    assert "debrief.server.cli.hook import main" in command and "user-prompt-submit" in command
+    # The installed command runs (through a shell, as Claude Code runs it): no server here, so it is silent.
+    ran = subprocess.run(command, shell=True, input=b"{}", capture_output=True, timeout=60, check=False)
+    assert (ran.returncode, ran.stdout, ran.stderr) == (0, b"", b"")
 
 
 def transcript(path: Path, prompt: str, answer: str) -> Path:
@@ -220,7 +233,7 @@ async def test_the_stop_hook_records_turns_ungraded_and_two_at_one_task_become_a
             "hook_event_name": "Stop",
             "stop_hook_active": False,
         }
-        command = [sys.executable, "-m", "debrief.server.cli.hook", "stop", "--data-dir", str(settings.data_dir)]
+        command = hook_command(settings.data_dir, event="Stop")
         with anyio.fail_after(30):
             done = await anyio.run_process(command, input=json.dumps(stop_event).encode(), check=False)
         assert (done.returncode, done.stdout, done.stderr) == (0, b"", b"")
