@@ -31,10 +31,12 @@ from debrief.learner import (
     run_learning,
 )
 from debrief.server.cli.flags import settings_from_flags
+from debrief.server.cli.run_console import console_logging, resume_command, run_verdict
 from debrief.server.errors import InvalidInput
 from debrief.server.learning.run_config import run_config
 from debrief.server.store.experience_store import ExperienceStore
 from debrief.server.store.learner_library import StoreLibrary
+from debrief.server.store.models import check_namespace
 
 
 async def learn_with_progress(
@@ -133,26 +135,42 @@ def _problems(args: argparse.Namespace) -> list[Problem]:
 
 
 def _learn(args: argparse.Namespace) -> int:
+    # Everything the user typed is checked before a store opens or a model starts.
+    try:
+        check_namespace(args.namespace)
+    except ValueError as error:
+        raise InvalidInput(str(error)) from None
     settings = settings_from_flags(args)
-    console = Console(stderr=True)
+    # Off a terminal (a log file, a pipe) lines are not wrapped at 80 columns, so each stays one line.
+    console = Console(stderr=True, soft_wrap=True, width=None if sys.stderr.isatty() else 240)
     problems = _problems(args)
+    if not problems:
+        raise InvalidInput(f"no problems to learn from in {str(args.data or args.generator)!r}")
     try:
         verifier = make_verifier(args.verifier)
     except LearnerError as error:
         raise InvalidInput(str(error)) from error
     run_id = args.resume or f"run-{secrets.token_hex(6)}"
+    resume = resume_command(sys.argv[1:], run_id)
 
     async def run() -> int:
         from debrief.server.backends.provider import ModelProvider  # noqa: PLC0415
         from debrief.server.embedding.embedder import make_embedder  # noqa: PLC0415
 
-        store = await ExperienceStore.open(settings, make_embedder(settings))
         provider = ModelProvider(settings)
         try:
+            # The endpoint answers (or the local model starts) before the store is touched.
             backends, endpoint = await provider.backends()
+            store = await ExperienceStore.open(settings, make_embedder(settings))
+        except BaseException:
+            await provider.aclose()
+            raise
+        try:
             console.print(
-                f"learning into namespace [bold]{args.namespace}[/] from {len(problems)} problems with "
-                f"{endpoint.model} at {endpoint.base_url}" + (" (embedded local model)" if endpoint.local else "")
+                f"run [bold]{run_id}[/] {'resumed' if args.resume else 'started'}: learning into namespace "
+                f"[bold]{args.namespace}[/] from {len(problems)} problems with {endpoint.model} at "
+                f"{endpoint.base_url}" + (" (embedded local model)" if endpoint.local else ""),
+                highlight=False,
             )
             config = run_config(
                 settings,
@@ -167,29 +185,61 @@ def _learn(args: argparse.Namespace) -> int:
                 budget_tokens=args.budget_tokens,
                 budget_usd=args.budget_usd,
             )
-            report = await learn_with_progress(
-                store=store,
-                backends=backends,
-                namespace=args.namespace,
-                problems=problems,
-                verifier=verifier,
-                config=config,
-                checkpoint_dir=settings.data_dir / "runs" / run_id / "checkpoint",
-                console=console,
-            )
+            with console_logging(console, verbose=bool(getattr(args, "verbose", False))):
+                report = await learn_with_progress(
+                    store=store,
+                    backends=backends,
+                    namespace=args.namespace,
+                    problems=problems,
+                    verifier=verifier,
+                    config=config,
+                    checkpoint_dir=settings.data_dir / "runs" / run_id / "checkpoint",
+                    console=console,
+                )
             Console(width=None if sys.stdout.isatty() else 160).print(step_table(report))
             total = report.total
             console.print(
                 f"total {total.prompt_tokens:,} prompt + {total.completion_tokens:,} completion tokens, "
-                f"{total.requests} requests, ${total.cost_usd:.4f}, {report.wall_seconds:.1f}s. "
-                f"Resume with: debrief learn … --resume {run_id}"
+                f"{total.requests} requests, ${total.cost_usd:.4f}, {report.wall_seconds:.1f}s",
+                highlight=False,
             )
-            return 0
+            verdict = run_verdict(report)
+            console.print(verdict.message, markup=False, highlight=False)
+            if verdict.status != "succeeded":
+                console.print(f"resume with: {resume}", markup=False, highlight=False)
+            return verdict.exit_code
         finally:
             await provider.aclose()
             await store.aclose()
 
-    return anyio.run(run)
+    try:
+        return anyio.run(run)
+    except KeyboardInterrupt:
+        console.print(f"\ninterrupted; resume with: {resume}", markup=False, highlight=False)
+        return 130
+
+
+def _at_least(low: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
+        return value
+
+    return parse
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0, got {text}")
+    return value
 
 
 def register(commands: Any, common: Callable[[argparse.ArgumentParser], None]) -> None:
@@ -204,20 +254,22 @@ def register(commands: Any, common: Callable[[argparse.ArgumentParser], None]) -
     source = learn.add_mutually_exclusive_group(required=True)
     source.add_argument("--data", type=Path, help="JSONL training file")
     source.add_argument("--generator", help="module:function task generator (rng -> (question, answer))")
-    learn.add_argument("--count", type=int, default=50, help="problems to generate (with --generator)")
+    learn.add_argument("--count", type=_at_least(1), default=50, help="problems to generate (with --generator)")
     learn.add_argument("--question-field", default=None, help="JSONL field holding the question")
     learn.add_argument("--answer-field", default=None, help="JSONL field holding the ground truth")
     learn.add_argument("--verifier", default="math", help="math | exact | numeric[:tol] | regex[:p] | judge | mod:fn")
-    learn.add_argument("--namespace", "-n", required=True)
-    learn.add_argument("--epochs", type=int, default=3)
-    learn.add_argument("--group-size", type=int, default=5)
-    learn.add_argument("--batch-size", type=int, default=100)
-    learn.add_argument("--max-operations", type=int, default=1)
-    learn.add_argument("--concurrency", type=int, default=None, help="requests in flight (env DEBRIEF_RUN_CONCURRENCY)")
-    learn.add_argument("--seed", type=int, default=0)
+    learn.add_argument("--namespace", "-n", required=True, help="the library to learn into, e.g. 'math'")
+    learn.add_argument("--epochs", type=_at_least(1), default=3, help="passes over the problems")
+    learn.add_argument("--group-size", type=_at_least(1), default=5, help="attempts per problem (G)")
+    learn.add_argument("--batch-size", type=_at_least(1), default=100, help="problems per learning step")
+    learn.add_argument("--max-operations", type=_at_least(0), default=1, help="library edits a group may propose")
+    learn.add_argument(
+        "--concurrency", type=_at_least(1), default=None, help="requests in flight (env DEBRIEF_RUN_CONCURRENCY)"
+    )
+    learn.add_argument("--seed", type=_at_least(0), default=0, help="seed for shuffling and sampling")
     learn.add_argument("--no-ground-truth", action="store_true", help="hide answers; the model judges attempts")
-    learn.add_argument("--budget-tokens", type=int, default=None)
-    learn.add_argument("--budget-usd", type=float, default=None)
+    learn.add_argument("--budget-tokens", type=_at_least(1), default=None, help="stop before exceeding these tokens")
+    learn.add_argument("--budget-usd", type=_positive_float, default=None, help="stop before exceeding these dollars")
     learn.add_argument("--base-url", default=None, help="OpenAI-compatible endpoint (env DEBRIEF_MODEL_BASE_URL)")
     learn.add_argument("--model", default=None, help="model name (env DEBRIEF_MODEL)")
     learn.add_argument("--reflect-model", default=None, help="model for reflection (default: --model)")
