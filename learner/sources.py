@@ -24,7 +24,7 @@ from typing import Any
 from debrief.learner.datasets import Problem, load_jsonl, problem_key
 from debrief.learner.errors import ConfigError
 from debrief.learner.gym_tasks import gym_problems, is_gym_source
-from debrief.learner.verifiers import Verifier, final_answer
+from debrief.learner.verifiers import Verifier, final_answer, make_verifier
 
 DAPO_PREFIX = "dapo:"
 AIME_PREFIX = "aime:"
@@ -164,3 +164,12 @@ def load_source(source: str, *, require_answer: bool = False, **jsonl: Any) -> S
     if not path.is_file():
         raise ConfigError(f"{source!r} is not a file (nor reasoning-gym:NAME, dapo:FILE or aime:FILE)")
     return Source(problems=load_jsonl(path, require_answer=require_answer, **jsonl))
+
+
+def source_verifier(source: Source, spec: str | None) -> Verifier:
+    """The verifier to score ``source`` with: ``spec`` when given, else the source's own, else ``math``."""
+    if spec is not None:
+        return make_verifier(spec)
+    if source.verifier is not None:
+        return source.verifier
+    return make_verifier(source.verifier_name or "math")

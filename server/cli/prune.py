@@ -13,7 +13,6 @@ import json
 import sys
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any, Literal
 
 import anyio
@@ -21,10 +20,11 @@ from pydantic import BaseModel, Field
 from rich.console import Console
 from rich.table import Table
 
-from debrief.learner import Backends, LearnerError, Problem, RunConfig, generate_problems, load_generator, load_jsonl
+from debrief.learner import Backends, LearnerError, Problem, RunConfig, generate_problems, load_generator
 from debrief.learner.accounting import TokenCount
 from debrief.learner.evaluation import EVAL_TEMPERATURE, EVAL_TOP_P, PairedEvaluator, library_arm
 from debrief.learner.library import Provenance
+from debrief.learner.sources import load_source, source_verifier
 from debrief.learner.stats import BOOTSTRAP_METHOD
 from debrief.learner.verifiers import Verifier, make_verifier
 from debrief.server.cli.flags import settings_from_flags
@@ -170,11 +170,13 @@ def summary(report: PruneReport) -> str:
     )
 
 
-def _problems(args: argparse.Namespace) -> list[Problem]:
+def _problems(args: argparse.Namespace) -> tuple[list[Problem], Verifier]:
     try:
         if args.data is not None:
-            return load_jsonl(args.data, require_answer=True)
-        return generate_problems(load_generator(args.generator), args.count, seed=args.seed)
+            source = load_source(args.data, require_answer=True)
+            return source.problems, source_verifier(source, args.verifier)
+        problems = generate_problems(load_generator(args.generator), args.count, seed=args.seed)
+        return problems, make_verifier(args.verifier or "math")
     except LearnerError as error:
         raise InvalidInput(str(error)) from error
 
@@ -182,11 +184,7 @@ def _problems(args: argparse.Namespace) -> list[Problem]:
 def _prune(args: argparse.Namespace) -> int:
     settings = settings_from_flags(args)
     console = Console(stderr=True)
-    problems = _problems(args)
-    try:
-        verifier = make_verifier(args.verifier)
-    except LearnerError as error:
-        raise InvalidInput(str(error)) from error
+    problems, verifier = _problems(args)
 
     async def run() -> int:
         from debrief.server.backends.provider import ModelProvider  # noqa: PLC0415 - starts models only when needed
@@ -244,13 +242,19 @@ def register(commands: Any, common: Callable[[argparse.ArgumentParser], None]) -
     )
     common(parser)
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--data", type=Path, help="JSONL file of problems with answers")
+    source.add_argument(
+        "--data", help="problems with answers: FILE.jsonl, dapo:FILE, aime:FILE or reasoning-gym:NAME?size=&seed="
+    )
     source.add_argument("--generator", help="module:function task generator (rng -> (question, answer))")
     parser.add_argument("--count", type=int, default=50, help="problems to generate (with --generator)")
     parser.add_argument("--namespace", "-n", required=True)
     parser.add_argument("--dry-run", action="store_true", help="measure and report; retire nothing")
     parser.add_argument("--samples", type=int, default=4, help="attempts per problem and arm (K)")
-    parser.add_argument("--verifier", default="math", help="math | exact | numeric[:tol] | regex[:p] | judge | mod:fn")
+    parser.add_argument(
+        "--verifier",
+        default=None,
+        help="math | exact | numeric[:tol] | regex[:p] | judge | mod:fn (default: the source's own, else math)",
+    )
     parser.add_argument("--injection", choices=["all", "retrieve"], default="all", help="whole library or top-k")
     parser.add_argument("--k", type=int, default=5, dest="k", help="experiences retrieved per problem (retrieve)")
     parser.add_argument("--max-problems-per-experience", type=int, default=None, help="bound the cost")

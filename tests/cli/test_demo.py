@@ -16,8 +16,9 @@ from debrief.learner import Backends, FunctionBackend
 from debrief.learner.backend import ChatRequest
 from debrief.learner.evaluation import Comparison
 from debrief.server.backends.provider import ModelProvider
-from debrief.server.cli.demo import demo_parser, paired_verdict, run_demo
+from debrief.server.cli.demo import demo_parser, demo_problems, paired_verdict, run_demo
 from debrief.server.cli.demo_tasks import generate_tasks
+from debrief.server.errors import InvalidInput
 from debrief.server.settings import Settings
 from tests.learner.scripted import LESSON, reflector
 
@@ -93,3 +94,18 @@ def test_the_demo_says_plainly_when_the_difference_is_not_significant() -> None:
     assert "not significant, the interval includes zero" in text
     worse = paired_verdict(delta.model_copy(update={"ci95": [-0.3, -0.1], "verdict": "worse"}), 4, "m")
     assert "significant, the experiences hurt" in worse
+
+
+def test_demo_data_splits_a_reasoning_gym_source_into_training_and_held_out_problems() -> None:
+    args = demo_parser().parse_args(
+        ["--data", "reasoning-gym:basic_arithmetic?size=30&seed=2", "--train", "12", "--heldout", "8"]
+    )
+
+    train, heldout, verifier, instructions = demo_problems(args)
+
+    assert len(train) == 12 and len(heldout) == 8
+    assert {p.problem_id for p in train}.isdisjoint({p.problem_id for p in heldout})
+    assert verifier.name.startswith("reasoning-gym:basic_arithmetic") and "boxed" in instructions
+    too_many = demo_parser().parse_args(["--data", "reasoning-gym:basic_arithmetic?size=5", "--train", "12"])
+    with pytest.raises(InvalidInput, match="has 5 problems"):
+        demo_problems(too_many)
