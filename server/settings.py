@@ -253,6 +253,11 @@ class HttpSettings(BaseSettings):
         description="The URL clients reach the HTTP server at (for OAuth protected-resource metadata), "
         "e.g. https://debrief.example.com/mcp; default http://HOST:PORT/mcp. Env DEBRIEF_PUBLIC_URL.",
     )
+    tokens_file: Path | None = Field(
+        default=None,
+        description='A JSON file of scoped tokens: {"tokens": [{"token": "...", "namespaces": ["ns"] or ["*"], '
+        '"access": "read" or "write"}]}; beside DEBRIEF_HTTP_TOKENS (full access). Env DEBRIEF_HTTP_TOKENS_FILE.',
+    )
 
     _split_tokens = field_validator("tokens", mode="before")(_comma_separated)
 

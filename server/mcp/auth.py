@@ -11,6 +11,7 @@ from mcp.server.auth.provider import AccessToken, TokenVerifier
 from mcp.server.auth.settings import AuthSettings
 
 from debrief.server.errors import InvalidInput
+from debrief.server.mcp.access import FULL, Grant, load_tokens_file
 from debrief.server.settings import Settings
 
 TOKEN_HINT = "generate one with: python -c 'import secrets; print(secrets.token_urlsafe(32))'"
@@ -19,10 +20,13 @@ TOKEN_HINT = "generate one with: python -c 'import secrets; print(secrets.token_
 class StaticTokenVerifier(TokenVerifier):
     """Accepts exactly the configured bearer tokens, compared in constant time."""
 
-    def __init__(self, tokens: Sequence[str]) -> None:
+    def __init__(self, tokens: Sequence[str | tuple[str, Grant]]) -> None:
         if not tokens:
             raise InvalidInput(f"a token verifier needs at least one token; {TOKEN_HINT}")
-        self._tokens = tuple(token.encode("utf-8") for token in tokens)
+        # A bare token has full access; a (token, grant) pair is scoped (see debrief.server.mcp.access).
+        pairs = [(item, FULL) if isinstance(item, str) else item for item in tokens]
+        self._tokens = tuple(token.encode("utf-8") for token, _ in pairs)
+        self._grants = tuple(grant for _, grant in pairs)
 
     async def verify_token(self, token: str) -> AccessToken | None:
         """The access the token grants, or None when it is not one of the configured tokens."""
@@ -35,12 +39,24 @@ class StaticTokenVerifier(TokenVerifier):
         if matched is None:
             return None
         # The client id names the token by position, never by value: it ends up in logs and session ownership.
-        return AccessToken(token=token, client_id=f"debrief-token-{matched + 1}", scopes=[])
+        return AccessToken(token=token, client_id=f"debrief-token-{matched + 1}", scopes=self._grants[matched].scopes())
 
 
 def configured_tokens(settings: Settings) -> list[str]:
     """The bearer tokens in ``settings.http.tokens`` (the settings drop blanks and surrounding spaces)."""
     return [token.get_secret_value() for token in settings.http.tokens]
+
+
+def configured_grants(settings: Settings) -> list[tuple[str, Grant]]:
+    """Every accepted token with its grant: ``DEBRIEF_HTTP_TOKENS`` (full access), then the tokens file's."""
+    grants = [(token, FULL) for token in configured_tokens(settings)]
+    if settings.http.tokens_file is not None:
+        grants += load_tokens_file(settings.http.tokens_file)
+    return grants
+
+
+PROTECTED_LOOPBACK = ("127.0.0.1", "localhost", "::1")
+"""The host names for which the SDK turns on Host/Origin (DNS-rebinding) protection by itself."""
 
 
 def is_loopback_host(host: str) -> bool:
@@ -63,7 +79,7 @@ def resource_url(settings: Settings, host: str, port: int) -> str:
 
 def http_auth(settings: Settings, host: str, port: int) -> tuple[TokenVerifier, AuthSettings] | None:
     """The verifier and auth settings to pass to ``MCPServer``, or None when no tokens are configured."""
-    tokens = configured_tokens(settings)
+    tokens = configured_grants(settings)
     if not tokens:
         return None
     resource = resource_url(settings, host, port)
@@ -84,11 +100,16 @@ def http_auth(settings: Settings, host: str, port: int) -> tuple[TokenVerifier, 
 
 
 def check_bind_allowed(host: str, settings: Settings) -> None:
-    """Refuse to serve HTTP beyond loopback unless bearer tokens are configured."""
-    if is_loopback_host(host) or configured_tokens(settings):
+    """Refuse to serve HTTP without bearer tokens anywhere but the SDK-protected loopback names.
+
+    Other loopback addresses (``127.0.0.2``, ``[::1]``) get no Host/Origin check from the SDK, so a web page could
+    reach them through DNS rebinding: they need tokens like any other address.
+    """
+    if host in PROTECTED_LOOPBACK or configured_grants(settings):
         return
     raise InvalidInput(
         f"refusing to serve on {host!r} without authentication: anyone who can reach that address could read and "
         "rewrite the experience library. Set DEBRIEF_HTTP_TOKENS to one or more comma-separated bearer tokens "
-        f"({TOKEN_HINT}), or serve on 127.0.0.1"
+        f"({TOKEN_HINT}) or DEBRIEF_HTTP_TOKENS_FILE to a file of scoped tokens, or serve on 127.0.0.1, localhost "
+        "or ::1 (the names that get Host/Origin checks)"
     )

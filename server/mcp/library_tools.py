@@ -8,6 +8,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import Field
 
 from debrief.learner.library import Provenance
+from debrief.server.mcp.access import authorize, experience_namespace, visible
 from debrief.server.mcp.annotations import ADDITIVE, READ_ONLY, RETRIEVAL, REWRITING
 from debrief.server.mcp.guidance import library_text, prompt_block, protocol_text
 from debrief.server.mcp.state import AppState, tool_errors
@@ -76,6 +77,7 @@ def register_library_tools(server: MCPServer[AppState], settings: Settings) -> N
         """
         _check_bytes("task", task, limits.task_bytes)
         with tool_errors():
+            authorize(namespace, "read")
             found = await _state(ctx).store.retrieve(namespace, task, k=k, min_score=min_score)
         return RetrieveResult(namespace=namespace, experiences=found, prompt_block=prompt_block(namespace, found))
 
@@ -94,6 +96,7 @@ def register_library_tools(server: MCPServer[AppState], settings: Settings) -> N
     ) -> ExperiencePage:
         """List a namespace's experiences, a page at a time, oldest first."""
         with tool_errors():
+            authorize(namespace, "read")
             return await _state(ctx).store.list(
                 namespace, cursor=cursor, limit=limit, status=status, flagged_only=flagged_only
             )
@@ -102,6 +105,7 @@ def register_library_tools(server: MCPServer[AppState], settings: Settings) -> N
     async def add_experience(text: Text, namespace: Namespace, ctx: Context[AppState], note: Note = None) -> AddResult:
         """Store a new general lesson. If a near-identical one exists, that one is returned (created=false)."""
         with tool_errors():
+            authorize(namespace, "write")
             return await _state(ctx).store.add(namespace, text, note=note, source=Provenance(kind="manual"))
 
     @server.tool(annotations=REWRITING)
@@ -110,19 +114,23 @@ def register_library_tools(server: MCPServer[AppState], settings: Settings) -> N
     ) -> ChangeResult:
         """Rewrite an experience's text; its id stays and the old text is kept in the history."""
         with tool_errors():
+            authorize(experience_namespace(experience_id), "write")
             return await _state(ctx).store.update(experience_id, text, note=note)
 
     @server.tool(annotations=REWRITING)
     async def retire_experience(experience_id: ExperienceId, reason: Reason, ctx: Context[AppState]) -> ChangeResult:
         """Retire a wrong or harmful experience: it is no longer retrieved, but kept in the history."""
         with tool_errors():
+            authorize(experience_namespace(experience_id), "write")
             return await _state(ctx).store.retire(experience_id, reason)
 
     @server.tool(annotations=READ_ONLY)
     async def list_namespaces(ctx: Context[AppState]) -> NamespaceList:
         """List every namespace with its library version and number of active and retired experiences."""
         with tool_errors():
-            return NamespaceList(namespaces=await _state(ctx).store.namespaces())
+            infos = await _state(ctx).store.namespaces()
+            shown = set(visible(info.namespace for info in infos))
+            return NamespaceList(namespaces=[info for info in infos if info.namespace in shown])
 
     @server.tool(annotations=READ_ONLY)
     async def library_history(
@@ -138,6 +146,7 @@ def register_library_tools(server: MCPServer[AppState], settings: Settings) -> N
         """
         store = _state(ctx).store
         with tool_errors():
+            authorize(namespace, "read")
             changes = await store.history(namespace, since_version=since_version, limit=limit)
             current = await store.version(namespace)
         last = changes[-1].version if changes else since_version
@@ -160,6 +169,7 @@ def register_library_tools(server: MCPServer[AppState], settings: Settings) -> N
         Recorded as a new change, so it can itself be rolled back.
         """
         with tool_errors():
+            authorize(namespace, "write")
             return await _state(ctx).store.rollback(
                 namespace, version, reason=reason or f"rollback to version {version}"
             )
@@ -171,6 +181,7 @@ def register_library_tools(server: MCPServer[AppState], settings: Settings) -> N
         For backup or sharing; import_library reads it back.
         """
         with tool_errors():
+            authorize(namespace, "read")
             return await _state(ctx).store.export(namespace)
 
     @server.tool(annotations=REWRITING)
@@ -191,6 +202,7 @@ def register_library_tools(server: MCPServer[AppState], settings: Settings) -> N
             )
         store = _state(ctx).store
         with tool_errors():
+            authorize(namespace, "write")
             change = await store.import_library(namespace, data, mode=mode)
             version = change.version if change is not None else await store.version(namespace)
         return ImportResult(namespace=namespace, mode=mode, version=version, change=change)
@@ -204,6 +216,7 @@ def register_library_tools(server: MCPServer[AppState], settings: Settings) -> N
     async def experience_library(namespace: str, ctx: Context[AppState]) -> str:
         store = _state(ctx).store
         with tool_errors():
+            authorize(namespace, "read")
             items = await store.active(namespace)
             version = await store.version(namespace)
         return library_text(namespace, version, items)

@@ -7,6 +7,7 @@ from mcp.server.mcpserver import Context
 from pydantic import Field
 
 from debrief.server.learning.outcome_models import Explanation, OutcomePage, RecordOutcomeResult
+from debrief.server.mcp.access import authorize, experience_namespace
 from debrief.server.mcp.annotations import ADDITIVE, READ_ONLY
 from debrief.server.mcp.state import AppState, tool_errors
 from debrief.server.settings import Settings
@@ -58,6 +59,7 @@ def register_outcome_tools(server: MCPServer[AppState], settings: Settings) -> N
         reward = 1.0 if outcome == "success" else 0.0 if outcome == "failure" else float(outcome)
         state = ctx.request_context.lifespan_context
         with tool_errors():
+            authorize(namespace, "write")
             return await state.outcomes.record(
                 namespace=namespace,
                 task=task,
@@ -79,6 +81,7 @@ def register_outcome_tools(server: MCPServer[AppState], settings: Settings) -> N
     ) -> OutcomePage:
         """List recorded outcomes of a namespace, newest first."""
         with tool_errors():
+            authorize(namespace, "read")
             return await ctx.request_context.lifespan_context.outcomes.page(
                 namespace, cursor=cursor, limit=limit, group_id=group_id
             )
@@ -91,6 +94,7 @@ def register_outcome_tools(server: MCPServer[AppState], settings: Settings) -> N
         """Show an experience's history and the evidence behind it: the outcomes or learning runs it came from."""
         state = ctx.request_context.lifespan_context
         with tool_errors():
+            authorize(experience_namespace(experience_id), "read")
             experience = await state.store.get(experience_id)
             changes: list[Change] = []
             since = 0

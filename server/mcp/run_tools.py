@@ -10,6 +10,7 @@ from debrief.server.errors import InvalidInput
 from debrief.server.learning.run_models import ProblemIn, RunRecord, RunRequest
 from debrief.server.learning.runs import RunManager
 from debrief.server.mcp.annotations import READ_ONLY, STARTS_RUN, STOPS_RUN
+from debrief.server.mcp.access import authorize, visible
 from debrief.server.mcp.state import AppState, tool_errors
 from debrief.server.store.models import Namespace
 
@@ -48,7 +49,7 @@ def register_run_tools(server: MCPServer[AppState]) -> None:
         group_size: Annotated[int, Field(ge=1, le=16, description="Attempts per problem (G).")] = 5,
         batch_size: Annotated[int, Field(ge=1, le=500, description="Problems per learning step.")] = 20,
         budget_tokens: Annotated[int | None, Field(ge=1, description="Token budget (default: server's).")] = None,
-        budget_usd: Annotated[float | None, Field(gt=0, description="Dollar budget.")] = None,
+        budget_usd: Annotated[float | None, Field(gt=0, allow_inf_nan=False, description="Dollar budget.")] = None,
         model: Annotated[str | None, Field(max_length=200, description="A model from the allow-list.")] = None,
         ground_truth: Annotated[bool, Field(description="False: the model judges attempts itself.")] = True,
     ) -> RunRecord:
@@ -75,13 +76,16 @@ def register_run_tools(server: MCPServer[AppState]) -> None:
             except ValidationError as error:
                 problems_found = "; ".join(str(item["msg"]) for item in error.errors())
                 raise InvalidInput(f"the run request is not valid: {problems_found}") from None
+            authorize(namespace, "write")
             return await _runs(ctx).start(request)
 
     @server.tool(annotations=READ_ONLY)
     async def get_learning_run(run_id: RunId, ctx: Context[AppState]) -> RunRecord:
         """Status, progress, per-step records, tokens, cost and library versions of a learning run."""
         with tool_errors():
-            return await _runs(ctx).get(run_id)
+            record = await _runs(ctx).get(run_id)
+            authorize(record.namespace, "read")
+            return record
 
     @server.tool(annotations=READ_ONLY)
     async def wait_learning_run(
@@ -103,12 +107,14 @@ def register_run_tools(server: MCPServer[AppState]) -> None:
             await ctx.report_progress(float(progress.attempts_done), total, message)
 
         with tool_errors():
+            authorize((await _runs(ctx).get(run_id)).namespace, "read")
             return await _runs(ctx).wait(run_id, timeout=timeout_seconds, on_progress=report)
 
     @server.tool(annotations=STOPS_RUN)
     async def cancel_learning_run(run_id: RunId, ctx: Context[AppState]) -> RunRecord:
         """Stop a learning run after its current step; the library stays at a consistent version."""
         with tool_errors():
+            authorize((await _runs(ctx).get(run_id)).namespace, "write")
             return await _runs(ctx).cancel(run_id)
 
     @server.tool(annotations=STARTS_RUN)
@@ -118,14 +124,21 @@ def register_run_tools(server: MCPServer[AppState]) -> None:
         budget_tokens: Annotated[
             int | None, Field(ge=1, description="New token budget for the whole run (e.g. after a budget stop).")
         ] = None,
-        budget_usd: Annotated[float | None, Field(gt=0, description="New dollar budget for the whole run.")] = None,
+        budget_usd: Annotated[
+            float | None, Field(gt=0, allow_inf_nan=False, description="New dollar budget for the whole run.")
+        ] = None,
     ) -> RunRecord:
         """Continue an interrupted, failed, cancelled or budget-stopped run from its last finished step."""
         with tool_errors():
+            authorize((await _runs(ctx).get(run_id)).namespace, "write")
             return await _runs(ctx).resume(run_id, budget_tokens=budget_tokens, budget_usd=budget_usd)
 
     @server.tool(annotations=READ_ONLY)
     async def list_learning_runs(ctx: Context[AppState], namespace: Namespace | None = None) -> RunList:
         """List learning runs, newest first, optionally of one namespace."""
         with tool_errors():
-            return RunList(runs=await _runs(ctx).runs(namespace))
+            if namespace is not None:
+                authorize(namespace, "read")
+            runs = await _runs(ctx).runs(namespace)
+            shown = set(visible({record.namespace for record in runs}))
+            return RunList(runs=[record for record in runs if record.namespace in shown])

@@ -47,6 +47,7 @@ ENVIRONMENT = [
     ("DEBRIEF_OUTCOME_RETIRE_FLAG_ONLY", "true", lambda s: s.outcomes.retire_flag_only is True),
     ("DEBRIEF_HTTP_TOKENS", "t1, t2,", lambda s: [t.get_secret_value() for t in s.http.tokens] == ["t1", "t2"]),
     ("DEBRIEF_PUBLIC_URL", "https://d.example/mcp", lambda s: s.http.public_url == "https://d.example/mcp"),
+    ("DEBRIEF_HTTP_TOKENS_FILE", "/etc/d/tokens.json", lambda s: str(s.http.tokens_file) == "/etc/d/tokens.json"),
 ]
 
 
