@@ -14,7 +14,7 @@ import anyio
 from rich.console import Console
 from rich.table import Table
 
-from debrief.learner import Problem, make_verifier
+from debrief.learner import DirectoryCheckpoint, Problem, make_verifier
 from debrief.learner.errors import LearnerError
 from debrief.learner.evaluation import ArmResult, Comparison, PairedEvaluator, PairedReport, library_arm, no_library
 from debrief.learner.prompts import DEFAULT_INSTRUCTIONS
@@ -147,7 +147,7 @@ async def run_demo(
             problems=train,
             verifier=verifier,
             config=config,
-            checkpoint_dir=settings.data_dir / "runs" / config.run_id / "checkpoint",
+            checkpoint=DirectoryCheckpoint(settings.data_dir / "runs" / config.run_id / "checkpoint"),
             console=console,
         )
         console.print(step_table(report))

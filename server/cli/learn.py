@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import secrets
+import functools
+import shlex
 import sys
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -17,7 +18,7 @@ from rich.table import Table
 
 from debrief.learner import (
     Backends,
-    DirectoryCheckpoint,
+    Checkpoint,
     LearnerError,
     Problem,
     ProgressEvent,
@@ -34,6 +35,14 @@ from debrief.server.cli.flags import settings_from_flags
 from debrief.server.cli.run_console import console_logging, resume_command, run_verdict
 from debrief.server.errors import InvalidInput
 from debrief.server.learning.run_config import run_config
+from debrief.server.learning.run_records import (
+    CommandRun,
+    RunBook,
+    capped_budget_usd,
+    check_daily_cap,
+    new_run_id,
+    spent_today,
+)
 from debrief.server.store.experience_store import ExperienceStore
 from debrief.server.store.learner_library import StoreLibrary
 from debrief.server.store.models import check_namespace
@@ -47,10 +56,11 @@ async def learn_with_progress(
     problems: Sequence[Problem],
     verifier: Verifier,
     config: RunConfig,
-    checkpoint_dir: Path,
+    checkpoint: Checkpoint,
     console: Console,
+    on_event: Callable[[ProgressEvent], None] | None = None,
 ) -> RunReport:
-    """Run the learner on ``store``'s namespace with a live progress bar on ``console``."""
+    """Run the learner on ``store``'s namespace with a live progress bar on ``console``, events also to ``on_event``."""
     columns = (
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -61,7 +71,9 @@ async def learn_with_progress(
     with Progress(*columns, console=console, transient=False) as progress:
         task = progress.add_task("learning", total=None, detail="starting")
 
-        def on_event(event: ProgressEvent) -> None:
+        def show(event: ProgressEvent) -> None:
+            if on_event is not None:
+                on_event(event)
             progress.update(
                 task,
                 description=f"step {min(event.step + 1, event.total_steps)}/{event.total_steps}",
@@ -77,8 +89,8 @@ async def learn_with_progress(
             library=StoreLibrary(store, namespace),
             problems=problems,
             verifier=verifier,
-            checkpoint=DirectoryCheckpoint(checkpoint_dir),
-            on_event=on_event,
+            checkpoint=checkpoint,
+            on_event=show,
         )
 
 
@@ -134,6 +146,25 @@ def _problems(args: argparse.Namespace) -> list[Problem]:
         raise InvalidInput(str(error)) from error
 
 
+def _command(args: argparse.Namespace, count: int) -> str:
+    """The run's ``debrief learn`` command line as the record shows it (no API key, no endpoint)."""
+    words = ["debrief", "learn", "--namespace", args.namespace]
+    words += (
+        ["--data", str(args.data)] if args.data is not None else ["--generator", args.generator, "--count", str(count)]
+    )
+    for flag, value in (
+        ("--verifier", args.verifier),
+        ("--epochs", args.epochs),
+        ("--group-size", args.group_size),
+        ("--batch-size", args.batch_size),
+        ("--seed", args.seed),
+    ):
+        words += [flag, str(value)]
+    if args.no_ground_truth:
+        words.append("--no-ground-truth")
+    return shlex.join(words)
+
+
 def _learn(args: argparse.Namespace) -> int:
     # Everything the user typed is checked before a store opens or a model starts.
     try:
@@ -150,7 +181,7 @@ def _learn(args: argparse.Namespace) -> int:
         verifier = make_verifier(args.verifier)
     except LearnerError as error:
         raise InvalidInput(str(error)) from error
-    run_id = args.resume or f"run-{secrets.token_hex(6)}"
+    run_id = args.resume or new_run_id()
     resume = resume_command(sys.argv[1:], run_id)
 
     async def run() -> int:
@@ -172,6 +203,23 @@ def _learn(args: argparse.Namespace) -> int:
                 f"{endpoint.base_url}" + (" (embedded local model)" if endpoint.local else ""),
                 highlight=False,
             )
+            # Recorded like a run started over MCP: list_learning_runs and the daily cap see it.
+            book = RunBook(settings.data_dir / "runs")
+            cap = settings.runs.daily_budget_usd
+            spent = spent_today(await anyio.to_thread.run_sync(book.scan))
+            check_daily_cap(cap, spent)
+            recorded = CommandRun.begin(
+                book,
+                run_id=run_id,
+                namespace=args.namespace,
+                command=_command(args, len(problems)),
+                model=endpoint.model,
+                budget_tokens=args.budget_tokens,
+                budget_usd=args.budget_usd,
+                version_before=await store.version(args.namespace),
+            )
+            # A resumed run's budget covers the whole run, so its own earlier spending is not held against it twice.
+            spent -= recorded.record.progress.cost_usd
             config = run_config(
                 settings,
                 run_id=run_id,
@@ -183,19 +231,32 @@ def _learn(args: argparse.Namespace) -> int:
                 max_operations=args.max_operations,
                 concurrency=args.concurrency,
                 budget_tokens=args.budget_tokens,
-                budget_usd=args.budget_usd,
+                budget_usd=capped_budget_usd(cap, spent, args.budget_usd),
             )
-            with console_logging(console, verbose=bool(getattr(args, "verbose", False))):
-                report = await learn_with_progress(
-                    store=store,
-                    backends=backends,
-                    namespace=args.namespace,
-                    problems=problems,
-                    verifier=verifier,
-                    config=config,
-                    checkpoint_dir=settings.data_dir / "runs" / run_id / "checkpoint",
-                    console=console,
-                )
+            report: RunReport | None = None
+            error: BaseException | None = None
+            try:
+                with console_logging(console, verbose=bool(getattr(args, "verbose", False))):
+                    report = await learn_with_progress(
+                        store=store,
+                        backends=backends,
+                        namespace=args.namespace,
+                        problems=problems,
+                        verifier=verifier,
+                        config=config,
+                        checkpoint=recorded.checkpoint(),
+                        console=console,
+                        on_event=recorded.progress,
+                    )
+            except BaseException as caught:
+                error = caught
+                raise
+            finally:
+                with anyio.CancelScope(shield=True):
+                    version_after = await store.version(args.namespace)
+                    await anyio.to_thread.run_sync(
+                        functools.partial(recorded.finish, report=report, error=error, version_after=version_after)
+                    )
             Console(width=None if sys.stdout.isatty() else 160).print(step_table(report))
             total = report.total
             console.print(

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
-import secrets
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
@@ -16,19 +14,27 @@ from anyio.abc import TaskGroup
 
 from debrief.learner import (
     Backends,
-    DirectoryCheckpoint,
     LearnerError,
     Problem,
     ProgressEvent,
-    RunState,
     load_jsonl,
     make_verifier,
     run_learning,
 )
 from debrief.learner.datasets import problem_key
-from debrief.server.errors import Conflict, InvalidInput, NotFound
+from debrief.server.errors import Conflict, InvalidInput
 from debrief.server.learning.run_config import request_run_config
 from debrief.server.learning.run_models import FINISHED, RESUMABLE, RunProgress, RunRecord, RunRequest
+from debrief.server.learning.run_records import (
+    RecordingCheckpoint,
+    RunBook,
+    capped_budget_usd,
+    check_daily_cap,
+    new_run_id,
+    now,
+    pid_alive,
+    spent_today,
+)
 from debrief.server.settings import Settings
 from debrief.server.store.experience_store import ExperienceStore
 from debrief.server.store.learner_library import StoreLibrary
@@ -63,45 +69,6 @@ class _Active:
         self.changed = anyio.Event()
 
 
-class _RecordingCheckpoint(DirectoryCheckpoint):
-    """The run's checkpoint directory, also copying finished step records into the live run record."""
-
-    def __init__(self, directory: Path, active: _Active, persist: Callable[[RunRecord], None]) -> None:
-        super().__init__(directory)
-        self._active = active
-        self._persist = persist
-
-    async def load(self) -> RunState | None:
-        state = await super().load()
-        if state is not None:
-            self._active.record.steps = list(state.steps)
-        return state
-
-    async def save(self, state: RunState) -> None:
-        await super().save(state)
-        if len(state.steps) != len(self._active.record.steps):
-            self._active.record.steps = list(state.steps)
-            # Other processes on this data dir read the record file: keep it current at step boundaries.
-            await anyio.to_thread.run_sync(self._persist, self._active.record.model_copy(deep=True))
-            self._active.touch()
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _pid_alive(pid: int | None) -> bool:
-    if pid is None:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 class RunManager:
     """Starts learning runs in the server's task group and keeps their records under ``<data_dir>/runs``."""
 
@@ -112,35 +79,23 @@ class RunManager:
         self._store = store
         self._provider = provider
         self._tasks = task_group
-        self._root = settings.data_dir / "runs"
+        self._book = RunBook(settings.data_dir / "runs")
         self._slots = anyio.CapacityLimiter(settings.runs.max_concurrent)
         self._active: dict[str, _Active] = {}
 
     # ---- persistence ---------------------------------------------------------------------------------
 
-    def _dir(self, run_id: str) -> Path:
-        if not run_id.startswith("run-") or not run_id[4:].isalnum() or len(run_id) > 40:
-            raise InvalidInput(f"run id {run_id!r} is not valid: ids look like 'run-1a2b3c4d5e6f'")
-        return self._root / run_id
-
     def _save(self, record: RunRecord) -> None:
-        directory = self._dir(record.run_id)
-        directory.mkdir(parents=True, exist_ok=True)
-        temporary = directory / "record.json.tmp"
-        temporary.write_text(record.model_dump_json(indent=1), encoding="utf-8")
-        os.replace(temporary, directory / "record.json")
+        self._book.save(record)
 
     def _load(self, run_id: str) -> RunRecord:
-        path = self._dir(run_id) / "record.json"
-        if not path.exists():
-            raise NotFound(f"there is no learning run {run_id!r}; list_learning_runs shows the known ones")
-        return RunRecord.model_validate_json(path.read_text(encoding="utf-8"))
+        return self._book.load(run_id)
 
     async def recover(self) -> list[str]:
         """Mark runs whose process is gone as interrupted (after a crash or restart); return their ids."""
         recovered: list[str] = []
         for record in await self.runs():
-            if record.status in ("queued", "running") and not _pid_alive(record.owner_pid):
+            if record.status in ("queued", "running") and not pid_alive(record.owner_pid):
                 record.status = "interrupted"
                 record.stop_reason = "the server stopped while the run was going; resume_learning_run continues it"
                 record.owner_pid = None
@@ -161,11 +116,8 @@ class RunManager:
         """Every known run, newest first, optionally of one namespace."""
 
         def scan() -> list[RunRecord]:
-            if not self._root.exists():
-                return []
             found = []
-            for path in self._root.glob("run-*/record.json"):
-                record = RunRecord.model_validate_json(path.read_text(encoding="utf-8"))
+            for record in self._book.scan():
                 active = self._active.get(record.run_id)
                 found.append(active.record.model_copy(deep=True) if active else record)
             return found
@@ -176,13 +128,8 @@ class RunManager:
         return sorted(records, key=lambda record: record.created_at, reverse=True)
 
     async def spent_today(self) -> float:
-        """Dollars spent by learning runs started today (UTC)."""
-        today = _now().date()
-        return sum(
-            record.progress.cost_usd
-            for record in await self.runs()
-            if record.started_at is not None and record.started_at.date() == today
-        )
+        """Dollars spent by learning runs started today (UTC), from the command line too."""
+        return spent_today(await self.runs())
 
     # ---- commands ------------------------------------------------------------------------------------
 
@@ -198,14 +145,14 @@ class RunManager:
                 f"{self._settings.runs.max_budget_tokens}: ask for less"
             )
         await self._check_daily_cap()
-        run_id = f"run-{secrets.token_hex(6)}"
+        run_id = new_run_id()
         record = RunRecord(
             run_id=run_id,
             namespace=request.namespace,
             status="queued",
             request=request,
             model=model,
-            created_at=_now(),
+            created_at=now(),
             budget_tokens=budget_tokens,
             budget_usd=request.budget_usd,
             owner_pid=os.getpid(),
@@ -229,7 +176,11 @@ class RunManager:
                 f"run {run_id!r} is {record.status!r}; only interrupted, failed, cancelled or budget-stopped runs "
                 "can be resumed"
             )
-        if record.owner_pid is not None and record.owner_pid != os.getpid() and _pid_alive(record.owner_pid):
+        if record.request is None:
+            raise Conflict(
+                f"run {run_id!r} was started by `debrief learn`; continue it with `debrief learn … --resume {run_id}`"
+            )
+        if record.owner_pid is not None and record.owner_pid != os.getpid() and pid_alive(record.owner_pid):
             raise Conflict(f"run {run_id!r} belongs to the running process {record.owner_pid}; resume it there")
         if budget_tokens is not None:
             if budget_tokens > self._settings.runs.max_budget_tokens:
@@ -304,12 +255,7 @@ class RunManager:
             raise InvalidInput(f"verifier {spec!r} is not usable: {error}") from error
 
     async def _check_daily_cap(self) -> None:
-        cap = self._settings.runs.daily_budget_usd
-        if cap is not None and await self.spent_today() >= cap:
-            raise Conflict(
-                f"today's learning budget of ${cap:.2f} (DEBRIEF_DAILY_BUDGET_USD) is spent; try again tomorrow "
-                "(UTC) or raise the cap"
-            )
+        check_daily_cap(self._settings.runs.daily_budget_usd, await self.spent_today())
 
     async def _problems(self, request: RunRequest) -> list[Problem]:
         if request.problems is not None:
@@ -340,10 +286,6 @@ class RunManager:
             raise InvalidInput(
                 f"data_path {request.data_path!r} cannot be read as UTF-8 JSON lines: {type(error).__name__}: {error}"
             ) from error
-        except (UnicodeDecodeError, OSError) as error:
-            raise InvalidInput(
-                f"data_path {request.data_path!r} cannot be read as UTF-8 JSON lines: {type(error).__name__}: {error}"
-            ) from error
         if len(problems) > 10_000:
             raise InvalidInput(f"data_path {request.data_path!r} has {len(problems)} problems; at most 10000")
         return problems
@@ -352,13 +294,6 @@ class RunManager:
         active = _Active(record=record)
         self._active[record.run_id] = active
         self._tasks.start_soon(self._execute, active, list(problems), name=record.run_id)
-
-    def _budget_usd(self, record: RunRecord, spent_today: float) -> float | None:
-        cap = self._settings.runs.daily_budget_usd
-        if cap is None:
-            return record.budget_usd
-        remaining = max(cap - spent_today, 1e-9)
-        return remaining if record.budget_usd is None else min(record.budget_usd, remaining)
 
     async def _execute(self, active: _Active, problems: list[Problem]) -> None:
         record = active.record
@@ -386,7 +321,7 @@ class RunManager:
             with anyio.CancelScope(shield=True):
                 if record.status in ("queued", "running"):
                     record.status = "interrupted"
-                record.finished_at = _now()
+                record.finished_at = now()
                 record.owner_pid = None
                 record.version_after = await self._store.version(record.namespace)
                 await anyio.to_thread.run_sync(self._save, record)
@@ -396,10 +331,11 @@ class RunManager:
     async def _run(self, active: _Active, problems: list[Problem]) -> None:
         record = active.record
         request = record.request
+        assert request is not None, "only runs started over MCP run here"
         spent = await self.spent_today() - record.progress.cost_usd
         backends, _endpoint = await self._provider.backends(record.model)
         record.status = "running"
-        record.started_at = record.started_at or _now()
+        record.started_at = record.started_at or now()
         if record.version_before is None:
             record.version_before = await self._store.version(record.namespace)
         await anyio.to_thread.run_sync(self._save, record)
@@ -409,7 +345,7 @@ class RunManager:
             request,
             run_id=record.run_id,
             budget_tokens=record.budget_tokens,
-            budget_usd=self._budget_usd(record, spent),
+            budget_usd=capped_budget_usd(self._settings.runs.daily_budget_usd, spent, record.budget_usd),
         )
 
         def on_event(event: ProgressEvent) -> None:
@@ -422,7 +358,9 @@ class RunManager:
             library=StoreLibrary(self._store, record.namespace),
             problems=problems,
             verifier=make_verifier(request.verifier),
-            checkpoint=_RecordingCheckpoint(self._dir(record.run_id) / "checkpoint", active, self._save),
+            checkpoint=RecordingCheckpoint(
+                self._book.directory(record.run_id) / "checkpoint", lambda: active.record, self._save, active.touch
+            ),
             on_event=on_event,
             cancel=active.cancel,
         )

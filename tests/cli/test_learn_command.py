@@ -2,34 +2,19 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import anyio
 import pytest
 
 from tests.learner.fake_openai import FakeOpenAI, serve
 from tests.learner.scripted import LESSON
+from tests.support.learn_command import scripted
 
 pytestmark = pytest.mark.anyio
-
-
-def scripted(body: dict[str, Any], choice: int) -> str:
-    schema = ((body.get("response_format") or {}).get("json_schema") or {}).get("name") or ""
-    if schema == "AttemptSummary":
-        return json.dumps({"summary": "Added the numbers column by column."})
-    if schema == "GroupAdvantage":
-        return json.dumps({"analysis": "The right attempts carried.", "operations": [{"op": "add", "text": LESSON}]})
-    if schema == "ConsolidationPlan":
-        return json.dumps({"reasoning": "One lesson.", "operations": [{"op": "add", "text": LESSON}]})
-    question = body["messages"][-1]["content"]
-    numbers = [int(token) for token in question.replace("?", " ").split() if token.isdigit()]
-    total = sum(numbers)
-    return f"Answer: \\boxed{{{total if choice == 0 else total + 1}}}"
 
 
 async def test_debrief_learn_writes_the_learned_lesson_into_the_store_and_prints_the_step_table(tmp_path: Path) -> None:

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import socket
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 import anyio
 import httpx2
 import pytest
-import uvicorn
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.server import MCPServer
@@ -18,6 +14,7 @@ from mcp.server import MCPServer
 from debrief.server.errors import InvalidInput
 from debrief.server.mcp.auth import StaticTokenVerifier, check_bind_allowed, http_auth, is_loopback_host
 from debrief.server.settings import HttpSettings, Settings
+from tests.support.http import serving
 
 TOKENS = "first-token-4f9a0c2e, second-token-b71d93aa"
 
@@ -111,23 +108,6 @@ def echo_server(settings: Settings, port: int) -> MCPServer:
         return text
 
     return server
-
-
-@asynccontextmanager
-async def serving(build: Callable[[int], MCPServer]) -> AsyncIterator[str]:
-    """Serve ``build(port)`` over Streamable HTTP on a loopback socket that is listening before this yields."""
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    listener.bind(("127.0.0.1", 0))
-    listener.listen()
-    port: int = listener.getsockname()[1]
-    app = build(port).streamable_http_app(host="127.0.0.1")
-    uv = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on", ws="none"))
-    async with anyio.create_task_group() as group:
-        group.start_soon(uv.serve, [listener])
-        try:
-            yield f"http://127.0.0.1:{port}/mcp"
-        finally:
-            uv.should_exit = True
 
 
 @pytest.mark.anyio

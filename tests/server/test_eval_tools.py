@@ -13,8 +13,8 @@ from debrief.learner.backend import ChatRequest
 from debrief.server.embedding.embedder import Embedder
 from tests.learner import evaluation_world
 from tests.learner.evaluation_world import BAD, GOOD, problems
-from tests.server.test_runs import ScriptedProvider, connect, settings_for
-from tests.server.test_tools import call, call_error
+from tests.support.mcp_calls import call, call_error
+from tests.support.runs import ScriptedProvider, connect, settings_for
 
 pytestmark = pytest.mark.anyio
 

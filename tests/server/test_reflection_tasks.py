@@ -14,8 +14,8 @@ from debrief.server.learning.reflection_tasks import effective_mode, fenced
 from debrief.server.mcp.app import create_server
 from debrief.server.settings import ModelSettings, OutcomeSettings, Settings
 from tests.learner.scripted import LESSON
-from tests.server.test_runs import ScriptedProvider
-from tests.server.test_tools import call, call_error
+from tests.support.mcp_calls import call, call_error
+from tests.support.runs import ScriptedProvider
 
 pytestmark = pytest.mark.anyio
 

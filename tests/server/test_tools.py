@@ -8,17 +8,13 @@ from typing import Any
 
 import pytest
 from mcp import Client
-from mcp.types import CallToolResult, TextContent
 
 from debrief.server.embedding.embedder import Embedder
 from debrief.server.mcp.app import create_server
 from debrief.server.settings import Settings
+from tests.support.mcp_calls import LESSON, OTHER, THIRD, active_texts, call, call_error
 
 pytestmark = pytest.mark.anyio
-
-LESSON = "When a word problem mixes units, convert every quantity to one unit before doing any arithmetic."
-OTHER = "When an answer must be an integer, check it by substituting it back into the original statement."
-THIRD = "When debugging a flaky test, first make the failure reproducible with a fixed random seed."
 
 
 @pytest.fixture(params=["auto", "legacy"])
@@ -26,29 +22,6 @@ async def client(request: pytest.FixtureRequest, tmp_path: Path, test_embedder: 
     settings = Settings(data_dir=tmp_path / "data", chroma_mode="in-process")
     async with Client(create_server(settings, embedder=test_embedder), mode=request.param) as connected:
         yield connected
-
-
-async def call(client: Client, tool: str, **arguments: Any) -> dict[str, Any]:
-    result = await client.call_tool(tool, arguments)
-    assert not result.is_error, error_text(result)
-    content: dict[str, Any] | None = result.structured_content
-    assert content is not None
-    return content
-
-
-async def call_error(client: Client, tool: str, **arguments: Any) -> str:
-    result = await client.call_tool(tool, arguments)
-    assert result.is_error, f"{tool} should have failed: {result.structured_content}"
-    return error_text(result)
-
-
-def error_text(result: CallToolResult) -> str:
-    return " ".join(block.text for block in result.content if isinstance(block, TextContent))
-
-
-async def active_texts(client: Client, namespace: str) -> list[str]:
-    page = await call(client, "list_experiences", namespace=namespace, limit=100)
-    return [item["text"] for item in page["items"]]
 
 
 async def test_every_tool_is_listed_with_annotations_and_output_schema(client: Client) -> None:

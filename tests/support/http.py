@@ -1,0 +1,28 @@
+"""Serving an MCP server over Streamable HTTP inside a test."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+import anyio
+import uvicorn
+from mcp.server import MCPServer
+
+
+@asynccontextmanager
+async def serving(build: Callable[[int], MCPServer]) -> AsyncIterator[str]:
+    """Serve ``build(port)`` over Streamable HTTP on a loopback socket that is listening before this yields."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    port: int = listener.getsockname()[1]
+    app = build(port).streamable_http_app(host="127.0.0.1")
+    uv = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on", ws="none"))
+    async with anyio.create_task_group() as group:
+        group.start_soon(uv.serve, [listener])
+        try:
+            yield f"http://127.0.0.1:{port}/mcp"
+        finally:
+            uv.should_exit = True
