@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, Field, model_validator
 
 from debrief.learner.events import ProgressEvent
+from debrief.learner.datasets import problem_key
 from debrief.learner.records import StepRecord
 from debrief.server.store.models import Namespace
 
@@ -28,7 +29,9 @@ class RunRequest(BaseModel):
     """What a learning run is asked to do."""
 
     namespace: Namespace
-    problems: list[ProblemIn] | None = Field(default=None, max_length=1000, description="Inline problems.")
+    problems: list[ProblemIn] | None = Field(
+        default=None, min_length=1, max_length=1000, description="Inline problems."
+    )
     data_path: str | None = Field(
         default=None, max_length=4096, description="A JSONL file on the server, under an allowed dataset directory."
     )
@@ -41,7 +44,9 @@ class RunRequest(BaseModel):
     group_size: int = Field(default=5, ge=1, le=16, description="Attempts per problem (G).")
     batch_size: int = Field(default=20, ge=1, le=500, description="Problems per learning step.")
     budget_tokens: int | None = Field(default=None, ge=1, description="Stop between steps before exceeding this.")
-    budget_usd: float | None = Field(default=None, gt=0, description="Stop between steps before exceeding this.")
+    budget_usd: float | None = Field(
+        default=None, gt=0, allow_inf_nan=False, description="Stop between steps before exceeding this."
+    )
     model: str | None = Field(default=None, max_length=200, description="A model from the server's allow-list.")
     seed: int = Field(default=0, ge=0, le=2**31)
     ground_truth: bool = Field(default=True, description="False: hide answers; the model judges the attempts.")
@@ -50,6 +55,15 @@ class RunRequest(BaseModel):
     def _one_source(self) -> RunRequest:
         if (self.problems is None) == (self.data_path is None):
             raise ValueError("give either problems or data_path, not both and not neither")
+        seen: dict[str, int] = {}
+        for number, item in enumerate(self.problems or [], start=1):
+            key = item.problem_id or problem_key(item.question)
+            if key in seen:
+                raise ValueError(
+                    f"problem {number} repeats problem {seen[key]} (id {key!r}): give each problem once, with a "
+                    "distinct problem_id"
+                )
+            seen[key] = number
         return self
 
 
