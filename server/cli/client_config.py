@@ -199,21 +199,39 @@ def _read_object(path: Path) -> dict[str, Any]:
     return loaded
 
 
-def _write_with_backup(path: Path, document: Mapping[str, Any], now: datetime | None) -> WriteResult:
-    """Back up ``path`` (if it exists), then replace it atomically with ``document``."""
+def _write_with_backup(
+    path: Path, document: Mapping[str, Any], now: datetime | None, *, secret: bool = False
+) -> WriteResult:
+    """Back up ``path`` (if it exists), then replace it atomically with ``document``.
+
+    ``secret``: the document holds a token, so the new file and the backup are readable by the owner only (0600).
+    """
     backup = None
     if path.exists():
         backup = _backup_path(path, now or datetime.now())
         shutil.copy2(path, backup)
+        if secret:
+            backup.chmod(0o600)
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.debrief-tmp")
-    temporary.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    mode = 0o600 if secret else 0o666  # 0666 is narrowed by the umask, as open() would
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+        if secret:
+            os.fchmod(handle.fileno(), 0o600)  # a leftover temporary file may have had a wider mode
+        handle.write(json.dumps(document, indent=2) + "\n")
     os.replace(temporary, path)  # atomic: a crash leaves the old file or the new one, never half of one
     return WriteResult(path=path, changed=True, backup=backup)
 
 
 def merge_into(
-    path: Path, client: ClientName, entry: Mapping[str, Any], *, force: bool = False, now: datetime | None = None
+    path: Path,
+    client: ClientName,
+    entry: Mapping[str, Any],
+    *,
+    force: bool = False,
+    now: datetime | None = None,
+    secret: bool = False,
 ) -> WriteResult:
     """Add ``entry`` as the ``debrief`` server in ``path``, keeping everything else and backing up the old file."""
     document = _read_object(path)
@@ -230,7 +248,7 @@ def merge_into(
             "pass --force to replace it (the old file is kept as a backup)"
         )
     document[key] = {**servers, SERVER_NAME: dict(entry)}
-    return _write_with_backup(path, document, now)
+    return _write_with_backup(path, document, now, secret=secret)
 
 
 # ---- Claude Code hooks ------------------------------------------------------------------------------------
@@ -303,11 +321,36 @@ def merge_hooks(path: Path, commands: Mapping[str, str], *, now: datetime | None
     return _write_with_backup(path, {**document, "hooks": merged}, now)
 
 
+def _token_from_args(args: argparse.Namespace) -> str | None:
+    """The bearer token from --token, --token-env or --token-file (at most one of them)."""
+    given = [name for name in ("token", "token_env", "token_file") if getattr(args, name, None) is not None]
+    if len(given) > 1:
+        flags = ", ".join("--" + name.replace("_", "-") for name in given)
+        raise InvalidInput(f"give the token one way, not several ({flags})")
+    if getattr(args, "token_env", None) is not None:
+        value = os.environ.get(args.token_env, "").strip()
+        if not value:
+            raise InvalidInput(f"--token-env {args.token_env!r}: that environment variable is not set or empty")
+        return value
+    if getattr(args, "token_file", None) is not None:
+        try:
+            lines = Path(args.token_file).expanduser().read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as error:
+            raise InvalidInput(f"--token-file {args.token_file!r} cannot be read: {error}") from None
+        value = lines[0].strip() if lines else ""
+        if not value:
+            raise InvalidInput(f"--token-file {args.token_file!r} is empty: put the token on its first line")
+        return value
+    token: str | None = args.token
+    return token
+
+
 def target_from_args(args: argparse.Namespace) -> Target:
     """The stdio or HTTP target the ``config`` flags describe."""
+    token = _token_from_args(args)
     if args.http or args.url is not None:
-        return HttpTarget(url=args.url or DEFAULT_URL, token=args.token)
-    if args.token is not None:
+        return HttpTarget(url=args.url or DEFAULT_URL, token=token)
+    if token is not None:
         raise InvalidInput("--token only applies to an HTTP server; add --http (and --url if it is not local)")
     settings = settings_from_flags(args)
     return stdio_target(settings.data_dir, chroma_url=settings.chroma_url)
@@ -348,14 +391,15 @@ def _config(args: argparse.Namespace) -> int:
             )
         return 0
     path = Path(args.write).expanduser() if args.write else default_config_path(client)
-    result = merge_into(path, client, server_entry(client, target), force=args.force)
+    secret = isinstance(target, HttpTarget) and bool(target.token)
+    result = merge_into(path, client, server_entry(client, target), force=args.force, secret=secret)
     if not result.changed:
         print(f"{path} already has this {SERVER_NAME!r} server; nothing to do", file=sys.stderr)
         return 0
     saved = f" (previous file saved as {result.backup})" if result.backup else ""
     print(f"wrote the {SERVER_NAME!r} server into {path}{saved}; restart {client} to load it", file=sys.stderr)
     if isinstance(target, HttpTarget) and target.token:
-        print(f"note: {path} now holds the bearer token; keep it out of version control", file=sys.stderr)
+        print(f"note: {path} now holds the bearer token (mode 0600); keep it out of version control", file=sys.stderr)
     return 0
 
 
@@ -373,7 +417,17 @@ def register(commands: Any, common: Callable[[argparse.ArgumentParser], None]) -
     config.add_argument(
         "--url", default=None, help=f"the HTTP server's MCP URL (default {DEFAULT_URL}; implies --http)"
     )
-    config.add_argument("--token", default=None, help="bearer token for the HTTP server (one of DEBRIEF_HTTP_TOKENS)")
+    config.add_argument(
+        "--token",
+        default=None,
+        help="bearer token for the HTTP server (visible to other users in `ps`: prefer --token-env or --token-file)",
+    )
+    config.add_argument(
+        "--token-env", default=None, metavar="VAR", help="read the bearer token from environment variable VAR"
+    )
+    config.add_argument(
+        "--token-file", default=None, metavar="PATH", help="read the bearer token from the first line of PATH"
+    )
     config.add_argument(
         "--write",
         nargs="?",

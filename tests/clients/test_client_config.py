@@ -339,3 +339,45 @@ def test_static_claude_code_example_holds_both_commands() -> None:
         render("claude-code", PLACEHOLDER_STDIO).strip(),
         render("claude-code", PLACEHOLDER_HTTP).strip(),
     ]
+
+
+def test_a_written_config_holding_a_token_and_its_backup_are_private(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "mcp.json"
+    path.write_text('{"mcpServers": {}}', encoding="utf-8")
+    path.chmod(0o644)
+    token_file = tmp_path / "token.txt"
+    token_file.write_text("file-token-8d1c2b\n", encoding="utf-8")
+
+    code, _, err = run_config(
+        ["cursor", "--http", "--token-file", str(token_file), "--write", str(path), "--force"], capsys
+    )
+
+    [backup] = tmp_path.glob("mcp.json.bak-*")
+    assert code == 0 and "0600" in err
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert backup.stat().st_mode & 0o777 == 0o600
+    assert "Bearer file-token-8d1c2b" in path.read_text(encoding="utf-8")
+
+
+def test_the_token_can_come_from_an_environment_variable(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MY_DEBRIEF_TOKEN", "env-token-5e7a90")
+    _, out, _ = run_config(["cursor", "--http", "--token-env", "MY_DEBRIEF_TOKEN"], capsys)
+    assert "Bearer env-token-5e7a90" in out
+    with pytest.raises(InvalidInput, match="not set"):
+        run_config(["cursor", "--http", "--token-env", "NOT_SET_ANYWHERE_42"], capsys)
+    with pytest.raises(InvalidInput, match="one way"):
+        run_config(["cursor", "--http", "--token", "x", "--token-env", "MY_DEBRIEF_TOKEN"], capsys)
+
+
+def test_a_config_without_a_token_keeps_the_usual_mode(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "mcp.json"
+    old = os.umask(0o022)
+    try:
+        run_config(["cursor", "--data-dir", str(tmp_path / "s"), "--write", str(path)], capsys)
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o644
