@@ -44,8 +44,13 @@ def policy(request: ChatRequest, choice: int) -> str:
     return f"I add {a} and {b}.\nAnswer: \\boxed{{{value}}}"
 
 
-def proposes_both(order: tuple[str, ...] = (BAD, GOOD)) -> Callable[[ChatRequest, int], str]:
-    """A reflector whose groups propose every lesson of ``order`` not yet in the library, in that order."""
+def proposes_both(
+    order: tuple[str, ...] = (BAD, GOOD), *, one_at_a_time: bool = False
+) -> Callable[[ChatRequest, int], str]:
+    """A reflector whose groups propose every lesson of ``order`` not yet in the library, in that order.
+
+    ``one_at_a_time``: only the first missing one, so that each step adds one lesson.
+    """
 
     def missing(request: ChatRequest) -> list[dict[str, str]]:
         return [{"op": "add", "text": text} for text in order if text not in library_text(request)]
@@ -56,7 +61,12 @@ def proposes_both(order: tuple[str, ...] = (BAD, GOOD)) -> Callable[[ChatRequest
         if request.stage == "judge":
             return default_judge(request)
         if request.stage == "advantage":
-            return reply({"analysis": "Some attempts carried, some did not.", "operations": missing(request)})
+            return reply(
+                {
+                    "analysis": "Some attempts carried, some did not.",
+                    "operations": missing(request)[: 1 if one_at_a_time else None],
+                }
+            )
         # Proposals apply unless consolidation drops or merges them (default-keep): it changes nothing here.
         return reply({"reasoning": "Both lessons were proposed; keep them as proposed.", "operations": []})
 
