@@ -18,6 +18,7 @@ import anyio
 from pydantic import BaseModel, Field
 
 from debrief.learner.accounting import TokenCount
+from debrief.learner.agent import AgentSettings, sample_agent_group
 from debrief.learner.aliases import AliasMap
 from debrief.learner.backend import Backends, ChatRequest, Stage
 from debrief.learner.calls import Caller
@@ -397,7 +398,14 @@ class PairedEvaluator:
             seed=attempt_seed(self.seed, problem.problem_id),
             messages=rollout_messages(self.config.instructions, AliasMap.of(shown).render(), problem.question),
         )
-        texts, spent = await self.caller.sample(request, self.samples)
+        # Agent mode (issue 13): K concurrent tool-using loops; the verifier grades their final answers.
+        if self.config.agent:
+            agents = await sample_agent_group(
+                self.caller, self.caller.backends.tools, request, self.samples, AgentSettings.of(self.config)
+            )
+            texts, spent = agents.answers, agents.tokens
+        else:
+            texts, spent = await self.caller.sample(request, self.samples)
         scores: dict[int, float] = {}
 
         async def judge(judged: Problem, response: str) -> bool:

@@ -6,6 +6,8 @@ import argparse
 import json
 import sys
 from collections.abc import Callable
+from contextlib import AsyncExitStack
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +21,9 @@ from debrief.learner.accounting import TokenCount
 from debrief.learner.controls import CONTROLS, ControlName, LibraryEvaluation, evaluate_library
 from debrief.learner.evaluation import EVAL_TEMPERATURE, EVAL_TOP_P, ArmResult, Comparison, EvalProgress
 from debrief.learner.verifiers import make_verifier
+from debrief.server.backends.mcp_tools import agent_tools
 from debrief.server.cli.flags import settings_from_flags
+from debrief.server.cli.learn import add_agent_flags, agent_servers
 from debrief.server.errors import InvalidInput
 from debrief.server.learning.evaluations import summary_lines
 from debrief.server.learning.run_config import run_config
@@ -199,6 +203,7 @@ def _eval(args: argparse.Namespace) -> int:
     console = Console(stderr=True)
     problems = _problems(args)
     controls = _controls(args)
+    mcp_servers = agent_servers(args)
     try:
         verifier = make_verifier(args.verifier)
     except LearnerError as error:
@@ -210,6 +215,7 @@ def _eval(args: argparse.Namespace) -> int:
 
         store = await ExperienceStore.open(settings, make_embedder(settings))
         provider = ModelProvider(settings)
+        exits = AsyncExitStack()  # agent mode's tool servers, stopped with the rest
         try:
             library = StoreLibrary(store, args.namespace)
             pool = None
@@ -220,7 +226,20 @@ def _eval(args: argparse.Namespace) -> int:
                 f"evaluating namespace [bold]{args.namespace}[/] on {len(problems)} problems, K = {args.samples}, "
                 f"with {endpoint.model} at {endpoint.base_url}" + (" (embedded local model)" if endpoint.local else "")
             )
-            config = run_config(settings, concurrency=args.concurrency, max_completion_tokens=args.max_tokens)
+            config = run_config(
+                settings,
+                concurrency=args.concurrency,
+                max_completion_tokens=args.max_tokens,
+                agent=args.agent or None,
+                max_turns=args.max_turns,
+            )
+            # Agent mode: every arm's attempts are tool-using loops with the same tools, started once.
+            tools = await exits.enter_async_context(
+                agent_tools(
+                    mcp_servers, code_tool=args.code_tool, on_problem=lambda text: console.print(text, markup=False)
+                )
+            )
+            backends = replace(backends, tools=tools)
             columns = (
                 TextColumn("[bold]{task.description}"),
                 BarColumn(),
@@ -269,6 +288,7 @@ def _eval(args: argparse.Namespace) -> int:
         except LearnerError as error:
             raise InvalidInput(str(error)) from error
         finally:
+            await exits.aclose()
             await provider.aclose()
             await store.aclose()
         if args.json:
@@ -328,6 +348,7 @@ def register(commands: Any, common: Callable[[argparse.ArgumentParser], None]) -
     parser.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples")
     parser.add_argument("--concurrency", type=int, default=None, help="requests in flight (default: the settings')")
     parser.add_argument("--base-url", default=None, help="OpenAI-compatible endpoint (env DEBRIEF_MODEL_BASE_URL)")
+    add_agent_flags(parser)
     parser.add_argument("--model", default=None, help="model name (env DEBRIEF_MODEL)")
     parser.add_argument("--reflect-model", default=None, help="model for the tips control (default: --model)")
     parser.add_argument("--api-key", default=None, help="API key (env DEBRIEF_MODEL_API_KEY or OPENAI_API_KEY)")

@@ -52,6 +52,8 @@ def request_run_config(
         ground_truth=request.ground_truth,
         budget_tokens=budget_tokens,
         budget_usd=budget_usd,
+        agent=request.agent or None,
+        max_turns=request.max_turns,
     )
 
 
