@@ -17,6 +17,7 @@ import pytest
 from mcp import Client
 
 from debrief.server.cli.client_config import claude_settings_path, hook_commands, merge_hooks
+from debrief.server.cli.demo_session import server_parameters
 from debrief.server.cli.hook import last_turn, lessons_context, namespace_for
 from debrief.server.embedding.hashed import HashEmbedder
 from debrief.server.mcp.app import create_server
@@ -246,3 +247,29 @@ async def test_the_stop_hook_records_turns_ungraded_and_two_at_one_task_become_a
     assert task["outcome_ids"] == [outcomes[1]["outcome_id"], outcomes[0]["outcome_id"]]
     assert "Attempt 2, not graded (judge it yourself)" in task["text"]
     assert "which attempts are better" in task["text"]
+
+
+@pytest.mark.anyio
+async def test_a_stdio_server_offers_the_hook_and_the_reflection_protocol_end_to_end(tmp_path: Path) -> None:
+    """`debrief serve` as Claude Code starts it (legacy handshake, client reflection): lessons reach the hook,
+    and a mixed pair of outcomes is reflected on by the client through a task."""
+    data = tmp_path / "data"
+    cwd = tmp_path / "my-repo"
+    (cwd / ".git").mkdir(parents=True)
+    with anyio.fail_after(180):
+        async with Client(server_parameters(data, {"DEBRIEF_REFLECTION": "client"}), mode="legacy") as client:
+            added = await call(client, "add_experience", text=BY_DATE, namespace="my-repo")
+            code, out, _ = await run_hook(data, PROMPT, cwd)
+            assert code == 0 and added["experience"]["experience_id"] in out
+            request = {"namespace": "my-repo", "task": PROMPT, "task_key": "dates"}
+            await call(client, "record_outcome", attempt="Compared strings.", outcome="failure", **request)
+            passed = await call(client, "record_outcome", attempt="Parsed dates.", outcome="success", **request)
+            task = (await call(client, "get_reflection_task"))["task"]
+            assert task["task_id"] == passed["reflection_task_id"]
+            lesson = "When dates arrive as text, parse them into datetime values before sorting or comparing them."
+            done = await call(
+                client, "submit_reflection", task_id=task["task_id"], operations=[{"op": "add", "text": lesson}]
+            )
+            explained = await call(client, "explain_experience", experience_id=done["experience_ids"][0][0])
+            assert explained["experience"]["source"]["kind"] == "outcome"
+            assert len(explained["outcomes"]) == 2
