@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
+from debrief.learner.tools import Tools, ToolSpec
+
 Role = Literal["policy", "reflect", "judge"]
 """Who answers: the policy makes attempts, reflect writes summaries and operations, judge grades."""
 
@@ -15,11 +17,22 @@ STAGES: tuple[Stage, ...] = ("rollout", "summary", "advantage", "consolidation",
 
 
 @dataclass(frozen=True, kw_only=True)
-class Message:
-    """One chat message."""
+class ToolCall:
+    """One tool call a model asked for (agent mode). ``arguments`` is the JSON text the model sent, unparsed."""
 
-    role: Literal["system", "user", "assistant"]
+    call_id: str
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Message:
+    """One chat message. In agent mode an assistant message may carry tool calls, and a tool message answers one."""
+
+    role: Literal["system", "user", "assistant", "tool"]
     content: str
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_id: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -47,6 +60,8 @@ class ChatRequest:
     seed: int | None = None
     response_format: ResponseFormat | None = None
 
+    tools: tuple[ToolSpec, ...] = ()
+    """Tools offered to the model (agent mode); empty for a plain completion."""
 
 @dataclass(frozen=True, kw_only=True)
 class Usage:
@@ -79,6 +94,8 @@ class ChatReply:
     usage: Usage
     model: str
 
+    tool_calls: tuple[tuple[ToolCall, ...], ...] = ()
+    """Per choice, the tools it called (agent mode); empty when no choice called any."""
 
 class ChatBackend(Protocol):
     """Anything that completes chats: the OpenAI-compatible adapter, a scripted test backend, ..."""
@@ -90,12 +107,16 @@ class ChatBackend(Protocol):
 
 @dataclass(frozen=True, kw_only=True)
 class Backends:
-    """The backend per role. Reflection and judging default to the policy's backend."""
+    """The backend per role. Reflection and judging default to the policy's backend.
+
+    ``tools`` are what the policy may call in agent mode (the run owns them: started before, stopped after).
+    """
 
     policy: ChatBackend
     reflect: ChatBackend | None = None
     judge: ChatBackend | None = None
 
+    tools: Tools | None = None
     def for_role(self, role: Role) -> ChatBackend:
         """The backend that serves ``role``."""
         if role == "reflect" and self.reflect is not None:
