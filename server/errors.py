@@ -25,3 +25,13 @@ class StoreUnavailable(DebriefError):
 
 class MissingComponent(DebriefError):
     """An optional part (a model file, an extra) is not installed; the message says what to install."""
+
+
+class ModelRequestsRefused(DebriefError):
+    """A model endpoint off this machine was configured while DEBRIEF_ALLOW_MODEL_REQUESTS is false (tests)."""
+
+    def __init__(self, base_url: str, purpose: str) -> None:
+        super().__init__(
+            f"the {purpose} endpoint {base_url!r} is off this machine and DEBRIEF_ALLOW_MODEL_REQUESTS is false "
+            "(the test suite sets it so no test reaches a real model): use a loopback fake, or allow model requests"
+        )

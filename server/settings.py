@@ -9,8 +9,10 @@ plus the field name, unless a ``validation_alias`` names it (kept for variables 
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 import platformdirs
 from pydantic import AliasChoices, Field, SecretStr, field_validator
@@ -34,6 +36,16 @@ def _comma_separated(value: Any) -> Any:
     return [
         item.strip() if isinstance(item, str) else item for item in items if not isinstance(item, str) or item.strip()
     ]
+
+
+def _is_loopback_url(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _group(env_prefix: str) -> SettingsConfigDict:
@@ -116,6 +128,10 @@ class ModelSettings(BaseSettings):
     )
 
     _split_allowed = field_validator("allowed", mode="before")(_comma_separated)
+
+    def refuses(self, base_url: str | None) -> bool:
+        """Whether requests to ``base_url`` are refused: off this machine while model requests are not allowed."""
+        return not self.allow_requests and base_url is not None and not _is_loopback_url(base_url)
 
 
 class PriceSettings(BaseSettings):

@@ -10,7 +10,7 @@ import anyio
 from debrief.learner.backend import Backends
 from debrief.learner.openai_backend import OpenAIBackend
 from debrief.server.backends.endpoint_check import check_endpoint
-from debrief.server.errors import InvalidInput
+from debrief.server.errors import InvalidInput, ModelRequestsRefused
 from debrief.server.settings import Settings
 
 
@@ -59,6 +59,8 @@ class ModelProvider:
         models = settings.models
         if models.base_url is not None:
             name = model or models.name
+            if models.refuses(models.base_url):
+                raise ModelRequestsRefused(models.base_url, "model")
             if name is None:
                 raise InvalidInput("DEBRIEF_MODEL is not set: name the model to use at DEBRIEF_MODEL_BASE_URL")
             key = (models.api_key.get_secret_value() if models.api_key else None) or "not-needed"

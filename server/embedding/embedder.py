@@ -11,7 +11,7 @@ import openai
 from openai.types import CreateEmbeddingResponse
 
 from debrief.server.embedding.minilm import MiniLMEmbedder
-from debrief.server.errors import DebriefError, InvalidInput
+from debrief.server.errors import DebriefError, InvalidInput, ModelRequestsRefused
 from debrief.server.settings import Settings
 
 
@@ -160,6 +160,8 @@ class OpenAIEmbedder:
 def make_embedder(settings: Settings) -> Embedder:
     """The embedder ``settings.embedding.kind`` names: ``local`` loads MiniLM now, ``openai`` connects lazily."""
     if settings.embedding.kind == "openai":
+        if settings.models.refuses(settings.embedding.base_url):
+            raise ModelRequestsRefused(str(settings.embedding.base_url), "embedding")
         api_key = settings.embedding.api_key
         return OpenAIEmbedder(
             model=settings.embedding.model,

@@ -102,7 +102,7 @@ def test_every_setting_is_documented() -> None:
             if isinstance(field.annotation, type) and issubclass(field.annotation, BaseSettings)
         ),
     ]
-    assert len(groups) == 8
+    assert len(groups) >= 8  # Settings and its groups
     undocumented = [
         f"{group.__name__}.{name}"
         for group in groups
