@@ -102,6 +102,11 @@ def _forest(
     axis.set_title(title)
 
 
+def nan_if_none(value: float | None) -> float:
+    """``value``, or NaN (a gap in a plotted line) when there is none."""
+    return float("nan") if value is None else value
+
+
 def plot_learning_curve(steps: Sequence[StepRecord], run_id: str, path: Path) -> None:
     """Mean reward per step, the library's size, the edits applied and rejected, and tokens per step."""
     plt = _pyplot()
@@ -122,6 +127,11 @@ def plot_learning_curve(steps: Sequence[StepRecord], run_id: str, path: Path) ->
     edit_axis.bar([n - width / 2 for n in numbers], [len(s.applied) for s in steps], width, label="applied")
     edit_axis.bar([n + width / 2 for n in numbers], [len(s.rejected) for s in steps], width, label="rejected")
     edit_axis.set_ylabel("edits")
+    # Agent mode (issue 13): tool calls per attempt, which the paper reports falling as the library improves.
+    if any(step.tool_calls_per_attempt is not None for step in steps):
+        calls = [nan_if_none(step.tool_calls_per_attempt) for step in steps]
+        edit_axis.plot(numbers, calls, marker="s", color="tab:green", label="tool calls per attempt")
+        edit_axis.set_ylabel("edits / tool calls per attempt")
     edit_axis.set_xlabel("step")
     edit_axis.legend(loc="upper left")
     token_axis = edit_axis.twinx()
