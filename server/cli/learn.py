@@ -31,9 +31,12 @@ from debrief.learner import (
     make_verifier,
     run_learning,
 )
+from debrief.learner.validation import ValidationGate
 from debrief.server.cli.flags import settings_from_flags
+from debrief.server.cli.gate_options import add_gate_options, gate_from_args
 from debrief.server.cli.run_console import console_logging, resume_command, run_verdict
 from debrief.server.errors import InvalidInput
+from debrief.server.learning.gated import keep_version, validation_lines
 from debrief.server.learning.run_config import run_config
 from debrief.server.learning.run_records import (
     CommandRun,
@@ -56,6 +59,7 @@ async def learn_with_progress(
     problems: Sequence[Problem],
     verifier: Verifier,
     config: RunConfig,
+    gate: ValidationGate | None = None,
     checkpoint: Checkpoint,
     console: Console,
     on_event: Callable[[ProgressEvent], None] | None = None,
@@ -89,6 +93,7 @@ async def learn_with_progress(
             library=StoreLibrary(store, namespace),
             problems=problems,
             verifier=verifier,
+            gate=gate,
             checkpoint=checkpoint,
             on_event=show,
         )
@@ -181,6 +186,8 @@ def _learn(args: argparse.Namespace) -> int:
         verifier = make_verifier(args.verifier)
     except LearnerError as error:
         raise InvalidInput(str(error)) from error
+    gated = gate_from_args(args, problems, verifier)
+    problems = gated.train
     run_id = args.resume or new_run_id()
     resume = resume_command(sys.argv[1:], run_id)
 
@@ -220,6 +227,7 @@ def _learn(args: argparse.Namespace) -> int:
             )
             # A resumed run's budget covers the whole run, so its own earlier spending is not held against it twice.
             spent -= recorded.record.progress.cost_usd
+            version_before = await store.version(args.namespace)
             config = run_config(
                 settings,
                 run_id=run_id,
@@ -244,6 +252,7 @@ def _learn(args: argparse.Namespace) -> int:
                         problems=problems,
                         verifier=verifier,
                         config=config,
+                        gate=gated.gate,
                         checkpoint=recorded.checkpoint(),
                         console=console,
                         on_event=recorded.progress,
@@ -258,6 +267,19 @@ def _learn(args: argparse.Namespace) -> int:
                         functools.partial(recorded.finish, report=report, error=error, version_after=version_after)
                     )
             Console(width=None if sys.stdout.isatty() else 160).print(step_table(report))
+            # Validation gate (issue 11): each validated edit's figures, then which library version is kept.
+            for line in validation_lines(report.steps):
+                console.print(line, markup=False, highlight=False)
+            kept = await keep_version(
+                store,
+                args.namespace,
+                report.steps,
+                version_before=version_before,
+                keep_best=args.keep_best,
+                run_id=run_id,
+            )
+            if kept is not None:
+                console.print(kept.message, markup=False, highlight=False)
             total = report.total
             console.print(
                 f"total {total.prompt_tokens:,} prompt + {total.completion_tokens:,} completion tokens, "
@@ -336,4 +358,5 @@ def register(commands: Any, common: Callable[[argparse.ArgumentParser], None]) -
     learn.add_argument("--reflect-model", default=None, help="model for reflection (default: --model)")
     learn.add_argument("--api-key", default=None, help="API key (env DEBRIEF_MODEL_API_KEY or OPENAI_API_KEY)")
     learn.add_argument("--resume", default=None, metavar="RUN_ID", help="continue a stopped run")
+    add_gate_options(learn)
     learn.set_defaults(handler=_learn)

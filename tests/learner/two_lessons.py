@@ -34,12 +34,12 @@ def chance(shown: str) -> float:
 
 def policy(request: ChatRequest, choice: int) -> str:
     """Right with the chance above; deterministic per question, seed and choice."""
-    shown = " ".join(message.content for message in request.messages[:-1])
-    question = request.messages[-1].content
-    match = _NUMBERS.search(question)
-    assert match is not None, question
+    # Wherever the experiences are placed (system prompt or the user turn), they count; the question seeds.
+    shown = " ".join(message.content for message in request.messages)
+    match = _NUMBERS.search(request.messages[-1].content)
+    assert match is not None, request.messages[-1].content
     a, b = int(match.group(1)), int(match.group(2))
-    rng = random.Random(zlib.crc32(question.encode()) * 7919 + (request.seed or 0) + choice)
+    rng = random.Random(zlib.crc32(match.group(0).encode()) * 7919 + (request.seed or 0) + choice)
     value = a + b if rng.random() < chance(shown) else a + b - 10
     return f"I add {a} and {b}.\nAnswer: \\boxed{{{value}}}"
 
