@@ -74,7 +74,9 @@ def _experiences(args: argparse.Namespace) -> int:
             else:
                 raw = sys.stdin.read() if args.input == "-" else Path(args.input).read_text(encoding="utf-8")
                 data = LibraryExport.model_validate(json.loads(raw))
-                change = await store.import_library(args.namespace or data.namespace, data, mode=args.mode)
+                change = await store.import_library(
+                    args.namespace or data.namespace, data, mode=args.mode, trust_export=args.trust
+                )
                 if change is None:
                     print("nothing to import: the library already has all of it", file=sys.stderr)
                 else:
@@ -121,6 +123,12 @@ def build_parser() -> argparse.ArgumentParser:
     importing.add_argument("input", help="the export file, or - for stdin")
     importing.add_argument("--namespace", "-n", default=None, help="target namespace (default: the export's)")
     importing.add_argument("--mode", choices=["merge", "replace"], default="merge")
+    importing.add_argument(
+        "--trust",
+        action="store_true",
+        help="a backup of your own: keep its sources and helpful/harmful/retrieved counts (default: the import "
+        "is the source and counts start at 0)",
+    )
     experiences.set_defaults(handler=_experiences)
 
     from debrief.server.cli.demo import register as register_demo  # noqa: PLC0415

@@ -381,9 +381,14 @@ class ExperienceStore(StoreCore):
         )
 
     async def import_library(
-        self, namespace: str, data: LibraryExport, *, mode: Literal["merge", "replace"]
+        self, namespace: str, data: LibraryExport, *, mode: Literal["merge", "replace"], trust_export: bool = False
     ) -> Change | None:
-        """Import an export as one change: ``merge`` adds what is missing, ``replace`` makes it the library."""
+        """Import an export as one change: ``merge`` adds what is missing, ``replace`` makes it the library.
+
+        An export file's claims are not trusted: new experiences get this import as their source and counters
+        start at zero, so a forged record cannot outrank honest lessons. ``trust_export`` (an operator restoring
+        their own backup) keeps the export's sources and counters.
+        """
         namespace = self._namespace(namespace)
         if mode not in ("merge", "replace"):
             raise InvalidInput(f"mode {mode!r} is not valid: use 'merge' or 'replace'")
@@ -405,7 +410,11 @@ class ExperienceStore(StoreCore):
             )
         texts = [normalize_experience_text(item.text) for item in items]
         vectors = await self._embed(texts)
-        reason = f"{mode} import of {len(items)} active experiences from {data.namespace!r} version {data.version}"
+        reason = (
+            f"{mode} import of {len(items)} active experiences, imported from an export of {data.namespace!r} "
+            f"version {data.version} (exported {data.exported_at.isoformat()}); "
+            + ("trusted: sources and counters kept" if trust_export else "sources replaced, counters reset")
+        )
 
         async def planner(space: Space) -> Plan | None:
             states = await self._current_states(space)
@@ -421,7 +430,13 @@ class ExperienceStore(StoreCore):
                 threshold=self._settings.dedup_threshold,
                 new_id=lambda: f"{namespace}:{secrets.token_hex(6)}",
             )
-            new = {c.experience_id: NewExperience(source=c.item.source, counters=c.item.counters) for c in created}
+            new = {
+                c.experience_id: NewExperience(
+                    source=c.item.source if trust_export else Provenance(kind="import"),
+                    counters=c.item.counters if trust_export else Counters(),
+                )
+                for c in created
+            }
             return Plan(
                 kind="import", reason=reason, source=Provenance(kind="import"), edits=edits, vectors=vectors, new=new
             )

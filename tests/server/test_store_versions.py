@@ -104,7 +104,9 @@ async def test_export_then_import_into_another_namespace_copies_the_library(any_
     assert await any_store.import_library("copy", exported, mode="merge") is None
 
 
-async def test_importing_a_backup_into_an_empty_namespace_keeps_ids_and_counters(store: ExperienceStore) -> None:
+async def test_importing_a_trusted_backup_into_an_empty_namespace_keeps_ids_counters_and_sources(
+    store: ExperienceStore,
+) -> None:
     key = (await store.add("math", UNITS, source=LEARNED)).experience.experience_id
     await store.record_usage([key], helpful=True)
     exported = await store.export("math")
@@ -114,7 +116,7 @@ async def test_importing_a_backup_into_an_empty_namespace_keeps_ids_and_counters
         store._settings.model_copy(update={"data_dir": store._settings.data_dir.parent / "other"}), store._embedder
     )
     try:
-        await other.import_library("math", exported, mode="merge")
+        await other.import_library("math", exported, mode="merge", trust_export=True)
         restored = await other.get(key)
     finally:
         await other.aclose()
