@@ -12,7 +12,9 @@ from debrief.learner.accounting import PriceTable
 from debrief.learner.agent import AgentSettings, run_attempt, sample_agent_group
 from debrief.learner.backend import ChatRequest, Message, ToolCall
 from debrief.learner.calls import Caller
+from debrief.learner.openai_backend import OpenAIBackend
 from debrief.learner.tools import CombinedTools, ToolResult, ToolSpec
+from tests.learner.fake_openai import FakeOpenAI, serve
 from tests.support.agent_world import (
     CALC_LESSON,
     MULTIPLY,
@@ -212,3 +214,35 @@ async def test_an_agent_run_learns_from_trajectories_with_tool_calls_and_the_rew
     assert sum(sum(group.tool_calls or []) for step in report.steps for group in step.groups) == len(calculator.calls)
     assert first.tool_errors == 0
     assert "tool_calls_per_attempt" in first.model_dump(mode="json")
+
+
+async def test_tools_and_tool_calls_cross_the_openai_wire_both_ways() -> None:
+    def reply(body: dict[str, Any], choice: int) -> str | dict[str, Any]:
+        if body["messages"][-1]["role"] == "tool":
+            return "Answer: \\boxed{56088}"
+        call = {"id": "call-7", "type": "function", "function": {"name": "multiply", "arguments": '{"a":123,"b":456}'}}
+        return {"role": "assistant", "content": "Using the tool.", "tool_calls": [call]}
+
+    fake = FakeOpenAI(reply=reply)
+    calculator = InMemoryCalculator()
+    with anyio.fail_after(30):
+        async with serve(fake) as base_url, OpenAIBackend(model="fake", base_url=base_url) as backend:
+            caller = Caller(Backends(policy=backend), concurrency=2, prices=PriceTable())
+            trajectory, _ = await run_attempt(caller, calculator, question(), AgentSettings())
+
+    first, second = fake.bodies
+    assert first["tools"] == [{"type": "function", "function": {**_spec_wire(MULTIPLY)}}]
+    assert second["messages"][-2] == {
+        "role": "assistant",
+        "content": "Using the tool.",
+        "tool_calls": [
+            {"id": "call-7", "type": "function", "function": {"name": "multiply", "arguments": '{"a":123,"b":456}'}}
+        ],
+    }
+    assert second["messages"][-1]["role"] == "tool" and second["messages"][-1]["tool_call_id"] == "call-7"
+    assert calculator.calls == [{"a": 123, "b": 456}]
+    assert trajectory.answer == "Answer: \\boxed{56088}" and trajectory.stats.tool_calls == 1
+
+
+def _spec_wire(spec: ToolSpec) -> dict[str, Any]:
+    return {"name": spec.name, "description": spec.description, "parameters": dict(spec.parameters)}

@@ -169,3 +169,14 @@ async def test_an_agent_run_over_a_stdio_calculator_learns_the_lesson_and_counts
     # Whole trajectories reach reflection: the summaries, or the advantage stage when it reads attempts directly.
     reflected = [call.messages[-1].content for call in reflect.calls if call.stage in ("summary", "advantage")]
     assert any("Tool call: multiply(" in text and "result of tool multiply" in text for text in reflected)
+
+
+async def test_a_server_that_never_answers_the_handshake_is_reported_at_the_start_timeout() -> None:
+    silent = McpServerEntry(command=sys.executable, args=["-c", "import time; time.sleep(120)"])
+    with anyio.fail_after(60):
+        async with McpTools({"silent": silent}, start_timeout=2) as tools:
+            names = [spec.name for spec in await tools.list_tools()]
+            result = await tools.call("multiply", {"a": 1, "b": 2})
+
+    assert names == [] and result.is_error
+    assert any("'silent' did not start within 2 s" in problem for problem in tools.problems)
