@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field, model_validator
 from debrief.learner.events import ProgressEvent
 from debrief.learner.datasets import problem_key
 from debrief.learner.records import StepRecord
+from debrief.server.learning.gated import KeptVersion
 from debrief.server.store.models import Namespace
 
 RunStatus = Literal["queued", "running", "succeeded", "failed", "cancelled", "interrupted"]
@@ -50,6 +51,21 @@ class RunRequest(BaseModel):
     model: str | None = Field(default=None, max_length=200, description="A model from the server's allow-list.")
     seed: int = Field(default=0, ge=0, le=2**31)
     ground_truth: bool = Field(default=True, description="False: hide answers; the model judges the attempts.")
+    validation_problems: list[ProblemIn] | None = Field(
+        default=None,
+        max_length=1000,
+        description="Held-out problems the validation gate tries each planned edit on (or validation_fraction).",
+    )
+    validation_fraction: float | None = Field(
+        default=None, gt=0, lt=1, description="Hold out this share of the problems (seeded) for the validation gate."
+    )
+    validation_samples: int = Field(default=2, ge=1, le=16, description="Gate: attempts per validation problem.")
+    validation_margin: float = Field(
+        default=0.0, ge=0, le=1, description="Gate: keep an edit if validation Mean@K drops by at most this."
+    )
+    keep_best: bool = Field(
+        default=False, description="Gate: end on the library version with the best validation Mean@K, not the last."
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> RunRequest:
@@ -114,3 +130,6 @@ class RunRecord(BaseModel):
     budget_usd: float | None = None
     owner_pid: int | None = Field(default=None, description="Process that runs it (while queued or running).")
     resumed: int = Field(default=0, description="How many times it was resumed.")
+    kept: KeptVersion | None = Field(
+        default=None, description="With a validation gate: which library version the run kept (last or best), why."
+    )

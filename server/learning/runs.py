@@ -22,7 +22,9 @@ from debrief.learner import (
     run_learning,
 )
 from debrief.learner.datasets import problem_key
+from debrief.learner.validation import ValidationSettings
 from debrief.server.errors import Conflict, InvalidInput
+from debrief.server.learning.gated import GatedProblems, gated_problems, keep_version
 from debrief.server.learning.run_config import request_run_config
 from debrief.server.learning.run_models import FINISHED, RESUMABLE, RunProgress, RunRecord, RunRequest
 from debrief.server.learning.run_records import (
@@ -138,6 +140,7 @@ class RunManager:
         model = self._provider.choose_model(request.model)
         problems = await self._problems(request)
         self._check_verifier(request.verifier)
+        self._gated(request, problems)
         budget_tokens = request.budget_tokens or self._settings.runs.budget_tokens
         if budget_tokens > self._settings.runs.max_budget_tokens:
             raise InvalidInput(
@@ -257,6 +260,31 @@ class RunManager:
     async def _check_daily_cap(self) -> None:
         check_daily_cap(self._settings.runs.daily_budget_usd, await self.spent_today())
 
+    @staticmethod
+    def _gated(request: RunRequest, problems: Sequence[Problem]) -> GatedProblems:
+        """The run's training problems and its validation gate (none unless the request asks for one)."""
+        validation = None
+        if request.validation_problems is not None:
+            validation = [
+                Problem(
+                    problem_id=item.problem_id or problem_key(item.question), question=item.question, answer=item.answer
+                )
+                for item in request.validation_problems
+            ]
+        settings = ValidationSettings(
+            samples=request.validation_samples, margin=request.validation_margin, keep_best=request.keep_best
+        )
+        if request.keep_best and validation is None and request.validation_fraction is None:
+            raise InvalidInput("keep_best needs validation problems: give validation_problems or validation_fraction")
+        return gated_problems(
+            problems,
+            make_verifier(request.verifier),
+            validation=validation,
+            fraction=request.validation_fraction,
+            settings=settings,
+            seed=request.seed,
+        )
+
     async def _problems(self, request: RunRequest) -> list[Problem]:
         if request.problems is not None:
             return [
@@ -316,7 +344,7 @@ class RunManager:
             record.status = "interrupted"
             record.stop_reason = "the server stopped while the run was going; resume_learning_run continues it"
             raise
-        except Exception as error:  # a run's failure is recorded, never lost
+        except Exception as error:  # noqa: BLE001 - a run's failure is recorded, never lost
             logger.exception("learning run %s failed", record.run_id)
             record.status = "failed"
             record.error = _describe(error)
@@ -344,6 +372,7 @@ class RunManager:
             record.version_before = await self._store.version(record.namespace)
         await anyio.to_thread.run_sync(self._save, record)
         active.touch()
+        gated = self._gated(request, problems)
         config = request_run_config(
             self._settings,
             request,
@@ -360,8 +389,9 @@ class RunManager:
             config,
             backends=backends,
             library=StoreLibrary(self._store, record.namespace),
-            problems=problems,
+            problems=gated.train,
             verifier=make_verifier(request.verifier),
+            gate=gated.gate,
             checkpoint=RecordingCheckpoint(
                 self._book.directory(record.run_id) / "checkpoint", lambda: active.record, self._save, active.touch
             ),
@@ -369,6 +399,15 @@ class RunManager:
             cancel=active.cancel,
         )
         record.steps = report.steps
+        if gated.gate is not None and report.stop_reason != "cancelled":
+            record.kept = await keep_version(
+                self._store,
+                record.namespace,
+                report.steps,
+                version_before=record.version_before or 0,
+                keep_best=request.keep_best,
+                run_id=record.run_id,
+            )
         record.stop_reason = report.stop_reason
         record.error = report.stop_detail if report.stop_reason == "budget" else None
         record.status = "cancelled" if report.stop_reason == "cancelled" else "succeeded"

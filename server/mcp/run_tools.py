@@ -52,6 +52,18 @@ def register_run_tools(server: MCPServer[AppState]) -> None:
         budget_usd: Annotated[float | None, Field(gt=0, allow_inf_nan=False, description="Dollar budget.")] = None,
         model: Annotated[str | None, Field(max_length=200, description="A model from the allow-list.")] = None,
         ground_truth: Annotated[bool, Field(description="False: the model judges attempts itself.")] = True,
+        validation_problems: Annotated[
+            list[ProblemIn] | None,
+            Field(max_length=1000, description="Held-out problems: each planned edit is validated on them first."),
+        ] = None,
+        validation_fraction: Annotated[
+            float | None, Field(gt=0, lt=1, description="Or hold out this share of the problems for validation.")
+        ] = None,
+        validation_samples: Annotated[int, Field(ge=1, le=16, description="Attempts per validation problem.")] = 2,
+        validation_margin: Annotated[
+            float, Field(ge=0, le=1, description="Keep an edit if validation Mean@K drops by at most this.")
+        ] = 0.0,
+        keep_best: Annotated[bool, Field(description="End on the best library by validation, not the last.")] = False,
     ) -> RunRecord:
         """Start learning experiences from training problems (Training-Free GRPO) in the background.
 
@@ -72,6 +84,11 @@ def register_run_tools(server: MCPServer[AppState]) -> None:
                     budget_usd=budget_usd,
                     model=model,
                     ground_truth=ground_truth,
+                    validation_problems=validation_problems,
+                    validation_fraction=validation_fraction,
+                    validation_samples=validation_samples,
+                    validation_margin=validation_margin,
+                    keep_best=keep_best,
                 )
             except ValidationError as error:
                 problems_found = "; ".join(str(item["msg"]) for item in error.errors())
