@@ -525,7 +525,7 @@ class PairedEvaluator:
             wall_seconds=time.perf_counter() - started,
         )
 
-    async def experience_effects(
+    async def experience_effects(  # noqa: C901 - leave-one-out with early stop reads best as one loop
         self,
         problems: Sequence[Problem],
         arm: Arm,

@@ -99,7 +99,7 @@ class _Progress:
         )
 
 
-async def run_learning(
+async def run_learning(  # noqa: C901 - the epoch loop: resume, budgets, cancel and events in one place
     config: RunConfig,
     *,
     backends: Backends,

@@ -240,5 +240,5 @@ async def safe_score(
             return await verifier.score(problem, response, judge=judge), None
     except TimeoutError:
         return 0.0, f"verifier {verifier.name!r} timed out after {timeout}s"
-    except Exception as error:  # user code and parsers may raise anything; it scores 0 and is counted
+    except Exception as error:  # noqa: BLE001 - user code and parsers may raise anything; scored 0 and counted
         return 0.0, f"verifier {verifier.name!r} failed: {type(error).__name__}: {error}"

@@ -1,8 +1,15 @@
-"""Fixtures shared by every test: anyio on asyncio, and no requests to a real model endpoint."""
+"""Fixtures shared by every test: anyio on asyncio, no requests to a real model endpoint, the slow tier."""
 
 from __future__ import annotations
 
 import pytest
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests of the real embedded model belong to the slow tier (``pytest -m slow``) with the scale tests."""
+    for item in items:
+        if item.get_closest_marker("local_model") is not None:
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture

@@ -73,7 +73,7 @@ class ModelProvider:
             )
         async with self._lock:
             if self._local is None:
-                from debrief.server.backends.local_model import LocalModelServer  # noqa: PLC0415 - only when no endpoint is set
+                from debrief.server.backends.local_model import LocalModelServer  # only when no endpoint is set
 
                 local = await self._stack.enter_async_context(
                     LocalModelServer.start(models.local_path, log_path=settings.data_dir / "local-model.log")

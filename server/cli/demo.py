@@ -94,7 +94,7 @@ async def run_demo(
     settings: Settings, args: argparse.Namespace, console: Console, provider: ModelProvider | None = None
 ) -> None:
     """Generate tasks, measure, learn, measure again with retrieved experiences, then serve a client."""
-    from debrief.server.embedding.embedder import make_embedder  # noqa: PLC0415
+    from debrief.server.embedding.embedder import make_embedder
 
     namespace = args.namespace or "demo-" + datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     train, heldout, verifier, instructions = demo_problems(args)

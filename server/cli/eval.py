@@ -210,8 +210,8 @@ def _eval(args: argparse.Namespace) -> int:
         raise InvalidInput(str(error)) from error
 
     async def run() -> int:
-        from debrief.server.backends.provider import ModelProvider  # noqa: PLC0415 - starts models only when needed
-        from debrief.server.embedding.embedder import make_embedder  # noqa: PLC0415 - loads weights only when needed
+        from debrief.server.backends.provider import ModelProvider  # starts models only when needed
+        from debrief.server.embedding.embedder import make_embedder  # loads weights only when needed
 
         store = await ExperienceStore.open(settings, make_embedder(settings))
         provider = ModelProvider(settings)
@@ -298,7 +298,7 @@ def _eval(args: argparse.Namespace) -> int:
             for item in evaluation_tables(result, args.namespace):
                 out.print(item)
         if args.plot is not None:
-            from debrief.server.cli.plots import plot_evaluation  # noqa: PLC0415 - matplotlib is an optional extra
+            from debrief.server.cli.plots import plot_evaluation  # matplotlib is an optional extra
 
             plot_evaluation(result, args.namespace, args.plot)
             console.print(f"plot written to {args.plot}")

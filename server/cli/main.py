@@ -21,8 +21,8 @@ logger = logging.getLogger("debrief")
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from debrief.server.mcp.app import create_server  # noqa: PLC0415 - heavy imports only for the command that needs them
-    from debrief.server.mcp.auth import check_bind_allowed, http_auth  # noqa: PLC0415
+    from debrief.server.mcp.app import create_server  # heavy imports only for the command that needs them
+    from debrief.server.mcp.auth import check_bind_allowed, http_auth
 
     settings = settings_from_flags(args)
     if args.http:
@@ -37,8 +37,8 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 async def _open_store(settings: Settings) -> Any:
-    from debrief.server.embedding.embedder import make_embedder  # noqa: PLC0415
-    from debrief.server.store.experience_store import ExperienceStore  # noqa: PLC0415
+    from debrief.server.embedding.embedder import make_embedder
+    from debrief.server.store.experience_store import ExperienceStore
 
     return await ExperienceStore.open(settings, make_embedder(settings))
 
@@ -47,8 +47,8 @@ def _experiences(args: argparse.Namespace) -> int:
     settings = settings_from_flags(args)
 
     async def run() -> int:
-        from debrief.server.mcp.guidance import library_text  # noqa: PLC0415
-        from debrief.server.store.models import LibraryExport  # noqa: PLC0415
+        from debrief.server.mcp.guidance import library_text
+        from debrief.server.store.models import LibraryExport
 
         store = await _open_store(settings)
         try:
@@ -131,22 +131,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     experiences.set_defaults(handler=_experiences)
 
-    from debrief.server.cli.demo import register as register_demo  # noqa: PLC0415
+    from debrief.server.cli.demo import register as register_demo
 
     register_demo(commands, common)
-    from debrief.server.cli.learn import register as register_learn  # noqa: PLC0415
+    from debrief.server.cli.learn import register as register_learn
 
     register_learn(commands, common)
-    from debrief.server.cli.eval import register as register_eval  # noqa: PLC0415
+    from debrief.server.cli.eval import register as register_eval
 
     register_eval(commands, common)
-    from debrief.server.cli.prune import register as register_prune  # noqa: PLC0415
+    from debrief.server.cli.prune import register as register_prune
 
     register_prune(commands, common)
-    from debrief.server.cli.plots import register as register_runs  # noqa: PLC0415
+    from debrief.server.cli.plots import register as register_runs
 
     register_runs(commands, common)
-    from debrief.server.cli.client_config import register as register_config  # noqa: PLC0415
+    from debrief.server.cli.client_config import register as register_config
 
     register_config(commands, common)
     return parser
@@ -159,7 +159,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     if list(sys.argv[1:] if argv is None else argv)[:1] == ["hook"]:
         # Claude Code hooks run on every prompt: skip the parser, whose subcommands import the MCP SDK.
-        from debrief.server.cli.hook import run as run_hook  # noqa: PLC0415
+        from debrief.server.cli.hook import run as run_hook
 
         sys.exit(run_hook(list(sys.argv[2:] if argv is None else argv[1:])))
     args = build_parser().parse_args(argv)

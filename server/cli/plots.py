@@ -25,14 +25,14 @@ from debrief.server.learning.run_models import RunRecord
 
 def _pyplot() -> Any:
     try:
-        import matplotlib  # noqa: PLC0415 - an optional extra, loaded only to draw
+        import matplotlib  # an optional extra, loaded only to draw
     except ImportError as error:
         raise MissingComponent(
             "plots need matplotlib: install the extra with `pip install 'debrief-mcp[plot]'` (or `pip install "
             "matplotlib`)"
         ) from error
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # noqa: PLC0415
+    import matplotlib.pyplot as plt
 
     return plt
 

@@ -187,8 +187,8 @@ def _prune(args: argparse.Namespace) -> int:
     problems, verifier = _problems(args)
 
     async def run() -> int:
-        from debrief.server.backends.provider import ModelProvider  # noqa: PLC0415 - starts models only when needed
-        from debrief.server.embedding.embedder import make_embedder  # noqa: PLC0415 - loads weights only when needed
+        from debrief.server.backends.provider import ModelProvider  # starts models only when needed
+        from debrief.server.embedding.embedder import make_embedder  # loads weights only when needed
 
         store = await ExperienceStore.open(settings, make_embedder(settings))
         provider = ModelProvider(settings)

@@ -42,7 +42,7 @@ class _ConsoleHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         try:
             self._console.print(self.format(record), markup=False, highlight=False)
-        except Exception:  # logging.Handler convention: a failing handler must not raise into the caller
+        except Exception:  # noqa: BLE001 - logging.Handler convention: a failing handler must not raise
             self.handleError(record)
 
 

@@ -369,7 +369,7 @@ class EvaluationManager:
             record.status = "interrupted"
             record.error = "the server stopped while the evaluation was going; start it again"
             raise
-        except Exception as error:  # noqa: BLE001 - an evaluation's failure is recorded, never lost
+        except Exception as error:  # an evaluation's failure is recorded, never lost
             logger.exception("evaluation %s failed", record.evaluation_id)
             record.status = "failed"
             record.error = f"{type(error).__name__}: {error}"

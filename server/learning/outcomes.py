@@ -271,7 +271,7 @@ class OutcomeBook:
         except (LearnerError, OSError) as error:
             reflection.error = f"{type(error).__name__}: {error}"
             logger.warning("reflection on group %s failed: %s", group_id, reflection.error)
-        except Exception as error:  # noqa: BLE001 - recorded, never lost; the server keeps serving
+        except Exception as error:  # recorded, never lost; the server keeps serving
             logger.exception("reflection on group %s failed", group_id)
             reflection.error = f"{type(error).__name__}: {error}"
         finally:

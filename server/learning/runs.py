@@ -344,7 +344,7 @@ class RunManager:
             record.status = "interrupted"
             record.stop_reason = "the server stopped while the run was going; resume_learning_run continues it"
             raise
-        except Exception as error:  # noqa: BLE001 - a run's failure is recorded, never lost
+        except Exception as error:  # a run's failure is recorded, never lost
             logger.exception("learning run %s failed", record.run_id)
             record.status = "failed"
             record.error = _describe(error)

@@ -54,7 +54,7 @@ def create_server(
     @asynccontextmanager
     async def lifespan(_server: MCPServer[AppState]) -> AsyncIterator[AppState]:
         if embedder is None:
-            from debrief.server.embedding.embedder import make_embedder  # noqa: PLC0415 - loads model weights only when serving
+            from debrief.server.embedding.embedder import make_embedder  # loads model weights only when serving
 
             chosen = make_embedder(settings)
         else:

@@ -50,7 +50,7 @@ class OperationsPlan:
         return tuple(AppliedOperation(operation=op, experience_ids=ids) for op, ids in self.applied)
 
 
-def plan_operations(
+def plan_operations(  # noqa: C901 - one branch per operation kind and check, the rules in one readable list
     namespace: str,
     operations: Sequence[Operation],
     *,

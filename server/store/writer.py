@@ -124,7 +124,7 @@ class StoreCore:
             while pending := self._pending_counts.pop(namespace, None):
                 try:
                     await self._bump(namespace, pending)
-                except Exception:  # noqa: BLE001 - a lost usage count must not take the server down
+                except Exception:  # a lost usage count must not take the server down
                     logger.exception("could not record retrieval counts in %r", namespace)
         finally:
             self._flushing.discard(namespace)
