@@ -57,11 +57,12 @@ class ChatRequest:
     temperature: float
     n: int = 1
     max_tokens: int | None = None
+    top_p: float | None = None
     seed: int | None = None
     response_format: ResponseFormat | None = None
-
     tools: tuple[ToolSpec, ...] = ()
     """Tools offered to the model (agent mode); empty for a plain completion."""
+
 
 @dataclass(frozen=True, kw_only=True)
 class Usage:
@@ -93,9 +94,9 @@ class ChatReply:
     texts: tuple[str, ...]
     usage: Usage
     model: str
-
     tool_calls: tuple[tuple[ToolCall, ...], ...] = ()
     """Per choice, the tools it called (agent mode); empty when no choice called any."""
+
 
 class ChatBackend(Protocol):
     """Anything that completes chats: the OpenAI-compatible adapter, a scripted test backend, ..."""
@@ -115,8 +116,8 @@ class Backends:
     policy: ChatBackend
     reflect: ChatBackend | None = None
     judge: ChatBackend | None = None
-
     tools: Tools | None = None
+
     def for_role(self, role: Role) -> ChatBackend:
         """The backend that serves ``role``."""
         if role == "reflect" and self.reflect is not None:

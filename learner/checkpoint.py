@@ -10,6 +10,7 @@ import anyio
 from pydantic import BaseModel, Field
 
 from debrief.learner.accounting import TokenCount
+from debrief.learner.agent import AttemptStats
 from debrief.learner.library import Provenance
 from debrief.learner.operations import Operation
 from debrief.learner.records import Proposal, StepRecord
@@ -20,6 +21,8 @@ class RolloutRecord(BaseModel):
 
     responses: list[str]
     tokens: TokenCount
+    trajectories: list[str] | None = Field(default=None, description="Agent mode: each attempt whole, for reflection.")
+    attempt_stats: list[AttemptStats] | None = Field(default=None, description="Agent mode: each attempt's counts.")
 
 
 class ApplyingStep(BaseModel):
@@ -31,6 +34,9 @@ class ApplyingStep(BaseModel):
     reason: str
     entries_digest: str = Field(description="Digest of the library's entries just before the apply.")
     record: StepRecord = Field(description="The step's record as it stood before the apply.")
+    origins: list[str | None] = Field(
+        default_factory=list, description="Per operation, the proposal it carries (None: consolidation's own edit)."
+    )
 
 
 class RunState(BaseModel):
@@ -53,6 +59,15 @@ class RunState(BaseModel):
         default=None, description="Set between saving a step's plan and saving the step as finished."
     )
     finished: bool = Field(default=False, description="Whether every step is done.")
+    failed: list[str] = Field(
+        default_factory=list, description="Problems whose groups failed; the next step (or a resume) retries them."
+    )
+    failed_rollouts: dict[str, RolloutRecord] = Field(
+        default_factory=dict, description="Paid-for attempts of failed groups, reused when they are retried."
+    )
+    credit: dict[str, tuple[int, int]] = Field(
+        default_factory=dict, description="Per experience, uses in better and worse attempts over the run so far."
+    )
 
 
 class Checkpoint(Protocol):

@@ -78,6 +78,26 @@ class Library(Protocol):
         ...
 
 
+@dataclass(frozen=True, kw_only=True)
+class ExperienceCredit:
+    """Evidence from group contrasts: uses of one experience in better (helpful) and worse (harmful) attempts."""
+
+    experience_id: str
+    helpful: int
+    harmful: int
+    groups: tuple[str, ...] = ()
+    """Problems whose groups gave the evidence."""
+
+
+@runtime_checkable
+class CreditSink(Protocol):
+    """Optional for a :class:`Library`: take per-experience credit from a learning step into its counters."""
+
+    async def credit(self, credits: Sequence[ExperienceCredit], *, provenance: Provenance) -> None:
+        """Add ``credits`` to the experiences' helpful/harmful counters, recording ``provenance``."""
+        ...
+
+
 @runtime_checkable
 class AppliedLookup(Protocol):
     """Optional for a :class:`Library`: find the change a learning run's step made.
@@ -102,6 +122,9 @@ class InMemoryLibrary:
     _entries: dict[str, str] = field(default_factory=dict)
     _next_id: int = 0
     changes: list[tuple[int, Provenance, str, ApplyResult]] = field(default_factory=list)
+    counters: dict[str, tuple[int, int]] = field(default_factory=dict)
+    """Helpful and harmful counts per experience, from :meth:`credit`."""
+    credited: list[tuple[ExperienceCredit, Provenance]] = field(default_factory=list)
 
     async def entries(self) -> Sequence[LibraryEntry]:
         """All active experiences, oldest first."""
@@ -119,6 +142,13 @@ class InMemoryLibrary:
             if provenance.run_id == run_id and provenance.step == step:
                 return version
         return None
+
+    async def credit(self, credits: Sequence[ExperienceCredit], *, provenance: Provenance) -> None:
+        """Add credit to the in-memory counters (:class:`CreditSink`)."""
+        for item in credits:
+            helpful, harmful = self.counters.get(item.experience_id, (0, 0))
+            self.counters[item.experience_id] = (helpful + item.helpful, harmful + item.harmful)
+            self.credited.append((item, provenance))
 
     def add_text(self, text: str) -> str:
         """Add an experience directly (test set-up) and return its id."""

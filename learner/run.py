@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import random
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
@@ -14,15 +15,24 @@ from debrief.learner.accounting import Ledger, TokenCount, budget_stop_reason, t
 from debrief.learner.aliases import AliasMap
 from debrief.learner.apply_recovery import entries_digest, finish_interrupted_apply
 from debrief.learner.backend import STAGES, Backends, Role, Stage
-from debrief.learner.calls import Caller, StructuredMode
+from debrief.learner.budget import RequestBudget
+from debrief.learner.calls import Caller, RetryPolicy, StructuredMode
 from debrief.learner.checkpoint import ApplyingStep, Checkpoint, RolloutRecord, RunState
 from debrief.learner.config import RunConfig
-from debrief.learner.consolidation import Applied, apply_plan, plan_batch
+from debrief.learner.consolidation import (
+    Applied,
+    apply_plan,
+    plan_batch,
+    planned_dispositions,
+    settle_dispositions,
+)
+from debrief.learner.credit import add_credit, as_credits, credit_lines
 from debrief.learner.datasets import Problem
 from debrief.learner.errors import ConfigError
 from debrief.learner.events import EventKind, ProgressEvent
-from debrief.learner.library import Library, Provenance
-from debrief.learner.records import RunReport, StepRecord, StopReason
+from debrief.learner.library import CreditSink, Library, Provenance
+from debrief.learner.operations import Operation
+from debrief.learner.records import ProposalRecord, RunReport, RunStatus, StepRecord, StopReason
 from debrief.learner.step import GroupWork, StepContext, rejection_counts, run_groups
 from debrief.learner.validation import ValidationGate, gate_plan
 from debrief.learner.verifiers import Verifier
@@ -140,7 +150,15 @@ async def run_learning(  # noqa: C901 - the epoch loop: resume, budgets, cancel 
     def on_usage(count: TokenCount) -> None:
         progress.spent = progress.spent.plus(count)
 
-    caller = Caller(backends, concurrency=config.concurrency, prices=config.prices, on_usage=on_usage)
+    caller = Caller(
+        backends,
+        concurrency=config.concurrency,
+        prices=config.prices,
+        on_usage=on_usage,
+        adaptive=config.adaptive_concurrency,
+        retry=RetryPolicy.of(config),
+        budget=RequestBudget(tokens=config.budget_tokens, usd=config.budget_usd, spent=progress.spent),
+    )
     caller.honours_n.update({_role(key): value for key, value in state.honours_n.items()})
     caller.structured_modes.update({_role(key): _mode(value) for key, value in state.structured_modes.items()})
     lock = anyio.Lock()
@@ -156,12 +174,22 @@ async def run_learning(  # noqa: C901 - the epoch loop: resume, budgets, cancel 
 
     progress.emit("run_started")
     stop: tuple[StopReason, str | None] = ("finished", None)
-    for index in range(state.next_step, len(plan)):
+    index = state.next_step
+    recoveries = 0
+    while True:
         marker = state.applying
+        recovery = index >= len(plan)
+        if recovery and not (marker is not None and marker.step == index):
+            # After the planned steps: one recovery step per invocation retries failed groups, settles pending.
+            if not (state.failed or state.pending) or recoveries >= 1:
+                break
+            recoveries += 1
         if marker is not None and marker.step == index:
             # The last run stopped between this step's apply and its checkpoint: finish it, apply at most once.
             done, landed = await finish_interrupted_apply(library, marker, run_id)
-            record = await _with_apply(marker.record, done, library, recovered=landed)
+            record = await _with_apply(
+                marker.record, done, library, recovered=landed, operations=marker.operations, origins=marker.origins
+            )
             progress.attempts_done += record.groups_seen * config.group_size
             progress.groups_done += record.groups_seen
             progress.groups_kept += record.groups_kept
@@ -176,12 +204,14 @@ async def run_learning(  # noqa: C901 - the epoch loop: resume, budgets, cancel 
                 budget_tokens=config.budget_tokens,
                 budget_usd=config.budget_usd,
             )
+            if reason is None and caller.budget is not None and caller.budget.exhausted is not None:
+                reason = f"budget exhausted: {caller.budget.exhausted}"
             if reason is not None:
                 stop = ("budget", reason)
                 break
             record = await _run_step(
                 config,
-                plan[index],
+                plan[index] if not recovery else PlannedStep(epoch=plan[-1].epoch, batch=-1, indices=()),
                 index,
                 run_id,
                 state,
@@ -197,12 +227,19 @@ async def run_learning(  # noqa: C901 - the epoch loop: resume, budgets, cancel 
         state.steps.append(record)
         state.applying = None
         state.next_step = index + 1
+        _carry_failures(state, record)
+        add_credit(state.credit, record.credit)
         state.rollouts = {}
         caller.ledger = Ledger(config.prices)
-        state.finished = state.next_step == len(plan)
+        caller.retried = 0
+        state.finished = state.next_step >= len(plan)
         await save()
         progress.step = state.next_step
         progress.emit("step_finished", f"step {index} applied {len(record.applied)} operation(s)")
+        index += 1
+        if caller.budget is not None and caller.budget.exhausted is not None:
+            stop = ("budget", f"budget exhausted: {caller.budget.exhausted}")
+            break
     report = _report(state, len(plan), stop, time.monotonic() - started)
     progress.emit("run_finished", report.stop_reason)
     return report
@@ -236,9 +273,15 @@ async def _run_step(
     started = time.monotonic()
     batch = [problems[position] for position in planned_step.indices]
     batch_ids = {problem.problem_id for problem in batch}
+    # groups that failed earlier are retried in this step, with the attempts already paid for
+    by_id = {problem.problem_id: problem for problem in problems}
+    retried = [by_id[key] for key in state.failed if key in by_id and key not in batch_ids]
+    batch += retried
+    batch_ids |= {problem.problem_id for problem in retried}
     caller.ledger = Ledger(config.prices)
     caller.ledger.add({_stage(stage): count for stage, count in state.step_tokens.items()})
-    reused = {key: value for key, value in state.rollouts.items() if key in batch_ids}
+    reused = {key: value for key, value in state.failed_rollouts.items() if key in batch_ids}
+    reused |= {key: value for key, value in state.rollouts.items() if key in batch_ids}
     progress.attempts_done += sum(len(record.responses) for record in reused.values())
     progress.emit("step_started", f"step {index}: epoch {planned_step.epoch}, batch {planned_step.batch}")
 
@@ -266,7 +309,14 @@ async def _run_step(
     )
     works = await run_groups(ctx, batch)
     proposals = list(state.pending) + [proposal for work in works for proposal in work.proposals]
-    planned = await plan_batch(caller, ctx.reflect, library, proposals)
+    step_credit: dict[str, tuple[int, int]] = {}
+    credit_groups: dict[str, list[str]] = {}
+    for work in works:
+        add_credit(step_credit, work.credit)
+        for key in work.credit:
+            credit_groups.setdefault(key, []).append(work.problem.problem_id)
+    run_credit = add_credit(dict(state.credit), step_credit)
+    planned = await plan_batch(caller, ctx.reflect, library, proposals, credit_lines=credit_lines(run_credit))
     # Validation gate (issue 11, learner/validation.py): planned edits that hurt held-out problems are refused.
     planned, validation = await gate_plan(gate, planned, caller=caller, config=config, library=library)
     if planned.error is not None:
@@ -275,6 +325,13 @@ async def _run_step(
         )
     state.pending = list(proposals) if planned.error is not None else []
     rejected = [item for work in works for item in work.rejected] + planned.rejected
+    fates, origins = planned_dispositions(planned)
+    fates = _group_rejections(works, index) + fates
+    if step_credit and isinstance(library, CreditSink):
+        await library.credit(
+            as_credits(step_credit, groups=credit_groups),
+            provenance=Provenance(kind="learned", run_id=run_id, step=index, groups=sorted(batch_ids)),
+        )
     rewards = [reward for work in works if work.rewards is not None for reward in work.rewards]
     by_stage = dict(caller.ledger.by_stage)
     entries = await library.entries()
@@ -302,10 +359,16 @@ async def _run_step(
         verifier_errors=sum(work.verifier_errors for work in works),
         reused_rollouts=sum(work.reused for work in works),
         wall_seconds=time.monotonic() - started,
+        proposals=fates,
+        disposition_counts=dict(Counter(fate.disposition for fate in fates)),
+        retried_requests=caller.retried,
+        credit=step_credit,
+        groups_recovered=sum(work.error is None and work.problem.problem_id in state.failed for work in works),
+        recovery=planned_step.batch == -1,
         validation=validation,
     )
     if not planned.operations:
-        return draft
+        return await _with_apply(draft, None, library, recovered=False, operations=[], origins=origins)
     marker = ApplyingStep(
         step=index,
         operations=planned.operations,
@@ -315,18 +378,37 @@ async def _run_step(
         reason=f"learning run {run_id} step {index}",
         entries_digest=entries_digest(entries),
         record=draft,
+        origins=origins,
     )
     state.applying = marker
     await save()
     done = await apply_plan(library, marker.operations, provenance=marker.provenance, reason=marker.reason)
-    record = await _with_apply(draft, done, library, recovered=False)
+    record = await _with_apply(
+        draft, done, library, recovered=False, operations=marker.operations, origins=marker.origins
+    )
     return record.model_copy(update={"wall_seconds": time.monotonic() - started})
 
 
-async def _with_apply(draft: StepRecord, done: Applied, library: Library, *, recovered: bool) -> StepRecord:
+async def _with_apply(
+    draft: StepRecord,
+    done: Applied | None,
+    library: Library,
+    *,
+    recovered: bool,
+    operations: Sequence[Operation],
+    origins: Sequence[str | None],
+) -> StepRecord:
+    fates = settle_dispositions(draft.proposals, operations, origins, done)
+    update: dict[str, object] = {
+        "proposals": fates,
+        "disposition_counts": dict(Counter(fate.disposition for fate in fates)),
+    }
+    if done is None:
+        return draft.model_copy(update=update)
     rejected = draft.rejected + done.rejected
     return draft.model_copy(
         update={
+            **update,
             "applied": done.applied,
             "rejected": rejected,
             "rejection_counts": rejection_counts(rejected),
@@ -335,6 +417,34 @@ async def _with_apply(draft: StepRecord, done: Applied, library: Library, *, rec
             "apply_recovered": recovered,
         }
     )
+
+
+def _group_rejections(works: Sequence[GroupWork], step: int) -> list[ProposalRecord]:
+    """Proposals a group made that its own checks rejected (word cap, unknown id, no evidence, beyond max)."""
+    return [
+        ProposalRecord(
+            proposal_id=f"{step}.{work.problem.problem_id}.r{number}",
+            problem_id=work.problem.problem_id,
+            operation=item.operation,
+            disposition="rejected",
+            reason=f"{item.kind}: {item.reason}",
+            stage="advantage",
+        )
+        for work in works
+        for number, item in enumerate(work.rejected, start=1)
+    ]
+
+
+def _carry_failures(state: RunState, record: StepRecord) -> None:
+    """Failed groups of ``record`` wait for the next step (or a resume), keeping the attempts already paid for."""
+    failed = [group.problem_id for group in record.groups if group.error is not None]
+    kept: dict[str, RolloutRecord] = {}
+    for key in failed:
+        paid = state.rollouts.get(key) or state.failed_rollouts.get(key)
+        if paid is not None:
+            kept[key] = paid
+    state.failed = failed
+    state.failed_rollouts = kept
 
 
 def _stage(name: str) -> Stage:
@@ -349,6 +459,11 @@ def _report(state: RunState, total_steps: int, stop: tuple[StopReason, str | Non
     for step in state.steps:
         for stage, count in step.tokens.items():
             by_stage[stage] = by_stage.get(stage, TokenCount()).plus(count)
+    status: RunStatus = "succeeded"
+    if stop[0] != "finished":
+        status = stop[0]
+    elif state.failed or state.pending:
+        status = "incomplete"
     return RunReport(
         run_id=state.run_id,
         stop_reason=stop[0],
@@ -359,4 +474,8 @@ def _report(state: RunState, total_steps: int, stop: tuple[StopReason, str | Non
         total=total(step.total for step in state.steps),
         pending_operations=list(state.pending),
         wall_seconds=wall,
+        status=status,
+        failed_groups=list(state.failed),
+        failed_consolidations=sum(step.consolidation_error is not None for step in state.steps),
+        retried_requests=sum(step.retried_requests for step in state.steps),
     )

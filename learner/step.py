@@ -6,21 +6,31 @@ import logging
 import zlib
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import anyio
 
+from debrief.learner.agent import AgentSettings, AttemptStats, sample_agent_group
 from debrief.learner.aliases import AliasMap
 from debrief.learner.backend import ChatRequest
 from debrief.learner.calls import Caller
 from debrief.learner.checkpoint import RolloutRecord
-from debrief.learner.config import RunConfig
+from debrief.learner.config import RunConfig, fit_completion
+from debrief.learner.credit import group_credit, worse_used
 from debrief.learner.datasets import Problem
 from debrief.learner.errors import LearnerError, describe
 from debrief.learner.library import Library, LibraryEntry
 from debrief.learner.prompts import Grade, rollout_messages
 from debrief.learner.records import GroupRecord, Proposal, RejectedRecord
-from debrief.learner.reflection import ReflectSettings, group_advantage, judge_response, summarize
+from debrief.learner.reflection import (
+    ReflectSettings,
+    Summary,
+    cited_ids,
+    fits_whole,
+    group_advantage,
+    judge_response,
+    summarize,
+)
 from debrief.learner.verifiers import Verifier, safe_score
 
 logger = logging.getLogger(__name__)
@@ -40,10 +50,23 @@ class GroupWork:
     proposals: list[Proposal] = field(default_factory=list)
     rejected: list[RejectedRecord] = field(default_factory=list)
     error: str | None = None
+    whole: bool = False
+    """The advantage stage read the attempts themselves (they fit), not summaries."""
+    used: list[frozenset[str]] = field(default_factory=list)
+    """Per attempt (in sampled order), the experiences it used (stable ids)."""
+    credit: dict[str, tuple[int, int]] = field(default_factory=dict)
+    """Per experience, uses in better and worse attempts of this group."""
+    trajectories: list[str] | None = None
+    """Agent mode: each attempt whole (tool calls and results), what reflection reads instead of the answer."""
+    attempt_stats: list[AttemptStats] | None = None
 
     def record(self) -> GroupRecord:
         """What the step record keeps of this group."""
+        stats = self.attempt_stats
         return GroupRecord(
+            tool_calls=None if stats is None else [item.tool_calls for item in stats],
+            turns=None if stats is None else [item.turns for item in stats],
+            tool_errors=0 if stats is None else sum(item.tool_errors for item in stats),
             problem_id=self.problem.problem_id,
             rewards=self.rewards,
             kept=self.kept,
@@ -93,17 +116,39 @@ async def rollout(ctx: StepContext, work: GroupWork) -> None:
     saved = ctx.reused.get(work.problem.problem_id)
     if saved is not None:
         work.responses, work.reused = list(saved.responses), True
+        work.trajectories, work.attempt_stats = saved.trajectories, saved.attempt_stats
         return
     request = ChatRequest(
         role="policy",
         stage="rollout",
         temperature=ctx.config.rollout_temperature,
         max_tokens=ctx.config.max_completion_tokens,
+        top_p=ctx.config.top_p,
         seed=group_seed(ctx.config, ctx.step, work.problem.problem_id),
         messages=rollout_messages(
-            ctx.config.instructions, ctx.aliases.render(await _shown(ctx, work.problem)), work.problem.question
+            ctx.config.instructions,
+            ctx.aliases.render(await _shown(ctx, work.problem)),
+            work.problem.question,
+            placement=ctx.config.placement,
         ),
     )
+    request = replace(request, max_tokens=fit_completion(request, ctx.config.context_tokens))
+    # Agent mode (issue 13): G concurrent multi-turn loops with the run's tools instead of one sample of G.
+    if ctx.config.agent:
+        agents = await sample_agent_group(
+            ctx.caller, ctx.caller.backends.tools, request, ctx.config.group_size, AgentSettings.of(ctx.config)
+        )
+        work.responses, work.trajectories, work.attempt_stats = agents.answers, agents.rendered, agents.stats
+        await ctx.on_rollout(
+            work,
+            RolloutRecord(
+                responses=agents.answers,
+                tokens=agents.tokens,
+                trajectories=agents.rendered,
+                attempt_stats=agents.stats,
+            ),
+        )
+        return
     texts, tokens = await ctx.caller.sample(request, ctx.config.group_size)
     work.responses = texts
     await ctx.on_rollout(work, RolloutRecord(responses=texts, tokens=tokens))
@@ -138,28 +183,44 @@ async def verify(ctx: StepContext, work: GroupWork) -> None:
     if not graded or len(responses) == 1:
         work.kept = bool(responses)
     else:
-        mean = sum(work.rewards or []) / len(responses)
-        work.kept = 0.0 < mean < 1.0
+        # graded rewards are grades: any difference within the group is a signal, not only 0 < mean < 1
+        work.kept = len(set(work.rewards or [])) > 1
+
+
+def _order(work: GroupWork) -> list[int]:
+    """Attempt indices best first (stable), or as sampled when ungraded."""
+    indices = list(range(len(work.responses or [])))
+    if work.rewards is None:
+        return indices
+    rewards = work.rewards
+    return sorted(indices, key=lambda index: -rewards[index])
 
 
 async def summaries(ctx: StepContext, work: GroupWork) -> None:
-    """Summarize each attempt of a kept group."""
+    """Summarize each attempt of a kept group, best first; or read the group whole when it fits and may be."""
     if not work.kept:
         return
     responses = work.responses or []
+    attempts = work.trajectories or responses
     graded = ctx.config.ground_truth and work.rewards is not None
     grades: list[Grade | None] = (
-        [Grade(correct=reward >= 0.5) for reward in work.rewards or []] if graded else [None] * len(responses)
+        [Grade.of_reward(reward) for reward in work.rewards or []] if graded else [None] * len(responses)
     )
-    texts: dict[int, str] = {}
+    order = _order(work) if graded else list(range(len(responses)))
+    if ctx.config.reflection_input == "auto" and fits_whole(attempts, ctx.reflect):
+        work.whole = True
+        work.used = [frozenset(cited_ids(attempts[index], ctx.aliases)) for index in range(len(attempts))]
+        work.summaries = [(attempts[index], grades[index]) for index in order]
+        return
+    done: dict[int, Summary] = {}
 
     async def one(index: int) -> None:
-        texts[index] = await summarize(
+        done[index] = await summarize(
             ctx.caller,
             ctx.reflect,
             aliases=ctx.aliases,
             problem=work.problem,
-            attempt=responses[index],
+            attempt=attempts[index],
             grade=grades[index],
             show_answer=ctx.config.ground_truth,
         )
@@ -167,13 +228,16 @@ async def summaries(ctx: StepContext, work: GroupWork) -> None:
     async with anyio.create_task_group() as group:
         for index in range(len(responses)):
             group.start_soon(one, index)
-    work.summaries = [(texts[index], grades[index]) for index in range(len(responses))]
+    work.used = [done[index].used for index in range(len(responses))]
+    work.summaries = [(done[index].text, grades[index]) for index in order]
 
 
 async def advantage(ctx: StepContext, work: GroupWork) -> None:
     """Ask the kept group for its proposals."""
     if not work.kept:
         return
+    rewards = work.rewards if ctx.config.ground_truth else None
+    work.credit = group_credit(rewards, work.used)
     work.proposals, work.rejected = await group_advantage(
         ctx.caller,
         ctx.reflect,
@@ -181,6 +245,9 @@ async def advantage(ctx: StepContext, work: GroupWork) -> None:
         problem=work.problem,
         summaries=work.summaries,
         show_answer=ctx.config.ground_truth,
+        whole=work.whole,
+        evidence=worse_used(rewards, work.used),
+        step=ctx.step,
     )
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import random
 import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -32,18 +34,64 @@ class FakeOpenAI:
     cached_tokens: int = 0
     bodies: list[dict[str, Any]] = field(default_factory=list)
     release: anyio.Event = field(default_factory=anyio.Event)
+    # seeded faults, each at most ``faults_per_request`` times for the same request body, so retries get through
+    fail_rate: float = 0.0
+    fail_statuses: tuple[int, ...] = (500, 502, 503)
+    hang_rate: float = 0.0
+    truncate_rate: float = 0.0
+    faults_per_request: int = 2
+    max_in_flight: int | None = None
+    """Above this many requests in flight, answer 429 with ``retry_after``."""
+    retry_after: str = "0"
+    latency: float = 0.0
+    seed: int = 0
+    in_flight: int = 0
+    peak_in_flight: int = 0
+    faults: dict[str, int] = field(default_factory=dict)
+    _faulted: dict[str, int] = field(default_factory=dict)
+    _rng: random.Random = field(default_factory=random.Random)
+
+    def __post_init__(self) -> None:
+        self._rng = random.Random(self.seed)
+
+    def _fault(self, kind: str, rate: float, key: str) -> bool:
+        if rate <= 0 or self._faulted.get(key, 0) >= self.faults_per_request or self._rng.random() >= rate:
+            return False
+        self._faulted[key] = self._faulted.get(key, 0) + 1
+        self.faults[kind] = self.faults.get(kind, 0) + 1
+        return True
 
     async def chat(self, request: Request) -> Response:
         body = await request.json()
         self.bodies.append(body)
-        number = len(self.bodies)
-        if number <= self.hang_first:
+        self.in_flight += 1
+        self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+        try:
+            if self.latency:
+                await anyio.sleep(self.latency)  # the fake server's own latency, so that requests overlap
+            return await self._answer(body, len(self.bodies))
+        finally:
+            self.in_flight -= 1
+
+    async def _answer(self, body: dict[str, Any], number: int) -> Response:
+        key = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+        if self.max_in_flight is not None and self.in_flight > self.max_in_flight:
+            self.faults["429"] = self.faults.get("429", 0) + 1
+            return JSONResponse(
+                {"error": {"message": "rate limited: too many requests in flight"}},
+                status_code=429,
+                headers={"retry-after": self.retry_after},
+            )
+        if number <= self.hang_first or self._fault("hang", self.hang_rate, key):
             await self.release.wait()
         if number <= len(self.fail_first):
             status = self.fail_first[number - 1]
             return JSONResponse(
                 {"error": {"message": f"scripted {status}"}}, status_code=status, headers={"retry-after": "0"}
             )
+        if self._fault("5xx", self.fail_rate, key):
+            status = self._rng.choice(self.fail_statuses)
+            return JSONResponse({"error": {"message": "upstream error"}}, status_code=status)
         response_format = body.get("response_format") or {}
         if self.refuse_json_schema and response_format.get("type") == "json_schema":
             return JSONResponse({"error": {"message": "json_schema is not supported"}}, status_code=500)
@@ -51,6 +99,8 @@ class FakeOpenAI:
         prompt = sum(len(message.get("content") or "") // 4 + 1 for message in body["messages"])
         replies = [self.reply(body, choice) for choice in range(count)]
         messages = [item if isinstance(item, dict) else {"role": "assistant", "content": item} for item in replies]
+        if response_format and self._fault("truncated", self.truncate_rate, key):
+            messages = [{**message, "content": str(message.get("content") or "")[:20]} for message in messages]
         texts = [str(message.get("content") or "") for message in messages]
         return JSONResponse(
             {

@@ -64,10 +64,23 @@ def default_advantage(request: ChatRequest) -> str:
     return reply({"analysis": "The correct attempts carried.", "operations": operations})
 
 
+_PROPOSAL = re.compile(r"^(P\d+): (\{.*\})$", re.MULTILINE)
+
+
+def proposals_of(request: ChatRequest) -> dict[str, dict[str, Any]]:
+    """The proposals a consolidation request lists, by label (P1, P2, ...)."""
+    return {label: json.loads(body) for label, body in _PROPOSAL.findall(request.messages[-1].content)}
+
+
 def default_consolidation(request: ChatRequest) -> str:
-    proposals = request.messages[-1].content
-    operations = [{"op": "add", "text": LESSON}] if LESSON in proposals and LESSON not in library_text(request) else []
-    return reply({"reasoning": "Merged identical proposals.", "operations": operations})
+    """Keeps every proposal (the default) except those the library already says: dropped with a reason."""
+    library = library_text(request)
+    decisions = [
+        {"proposal": label, "decision": "drop", "reason": "the library already says this"}
+        for label, operation in proposals_of(request).items()
+        if operation.get("text") and operation["text"] in library
+    ]
+    return reply({"reasoning": "Kept new lessons, dropped repeats.", "decisions": decisions, "operations": []})
 
 
 def default_judge(request: ChatRequest) -> str:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,11 +28,13 @@ from debrief.learner import (
 from debrief.learner.backend import ChatRequest
 from debrief.learner.library import ApplyResult
 from debrief.learner.operations import Operation
-from tests.learner.scripted import LESSON, addition_problems, policy, reflector, reply
+from tests.learner.scripted import addition_problems, policy, reflector, reply
 
 pytestmark = pytest.mark.anyio
 
-CONFIG = RunConfig(run_id="resume", epochs=2, batch_size=8, seed=3, concurrency=4)
+CONFIG = RunConfig(
+    run_id="resume", epochs=2, batch_size=8, seed=3, concurrency=4, reflection_input="summaries", retry_backoff=0.0
+)
 
 
 class Crash(Exception):
@@ -209,11 +212,14 @@ class EntriesOnly:
 
 
 def insistent(request: ChatRequest, choice: int) -> str:
-    """Proposes and applies the lesson in every step, whatever the library holds: a redone apply would show."""
+    """Proposes a new lesson per group in every step, all kept: a redone apply would show as copies."""
     if request.stage == "advantage":
-        return reply({"analysis": "", "operations": [{"op": "add", "text": LESSON}]})
+        numbers = re.search(r"What is (\d+) \+ (\d+)\?", request.messages[-1].content)
+        assert numbers is not None
+        text = f"When adding numbers like {numbers[1]} and {numbers[2]}, write the carry above the next column first."
+        return reply({"analysis": "", "operations": [{"op": "add", "text": text}]})
     if request.stage == "consolidation":
-        return reply({"reasoning": "", "operations": [{"op": "add", "text": LESSON}]})
+        return reply({"reasoning": "", "decisions": [], "operations": []})
     return reflector()(request, choice)
 
 

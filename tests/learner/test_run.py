@@ -28,6 +28,7 @@ from tests.learner.scripted import (
     default_summary,
     library_text,
     policy,
+    proposals_of,
     reflector,
     reply,
 )
@@ -63,7 +64,14 @@ async def learn(
 
 
 def small(**overrides: object) -> RunConfig:
-    settings: dict[str, object] = {"run_id": "test", "epochs": 3, "batch_size": 8, "seed": 7}
+    settings: dict[str, object] = {
+        "run_id": "test",
+        "epochs": 3,
+        "batch_size": 8,
+        "seed": 7,
+        "reflection_input": "summaries",
+        "retry_backoff": 0.0,
+    }
     settings.update(overrides)
     return RunConfig.model_validate(settings)
 
@@ -169,6 +177,10 @@ async def test_deletes_and_merges_from_consolidation_are_applied() -> None:
         return reply(
             {
                 "reasoning": "G0 and G1 say the same; G2 is wrong.",
+                "decisions": [
+                    {"proposal": label, "decision": "drop", "reason": "covered by the merge"}
+                    for label in proposals_of(request)
+                ],
                 "operations": [
                     {"op": "merge", "experience_ids": ["G0", "G1"], "text": "When adding, carry into the next column."},
                     {"op": "delete", "experience_id": "G2"},
@@ -177,10 +189,14 @@ async def test_deletes_and_merges_from_consolidation_are_applied() -> None:
         )
 
     report, library, _, _ = await learn(
-        small(epochs=1), library=library, reflect_fn=reflector(consolidation=consolidation)
+        small(epochs=1, batch_size=16), library=library, reflect_fn=reflector(consolidation=consolidation)
     )
 
     assert [entry.text for entry in await library.entries()] == ["When adding, carry into the next column."]
+    fates = {fate.proposal_id: fate for fate in report.steps[0].proposals}
+    dropped = {key for key, fate in fates.items() if fate.disposition == "dropped"}
+    assert len(dropped) == 1  # the groups proposed the same lesson: one shown, the repeats merged into it
+    assert all(fate.into in dropped for fate in fates.values() if fate.disposition == "merged")
     applied = report.steps[0].applied
     assert [item.operation.op for item in applied] == ["merge", "delete"]
     assert applied[0].operation.model_dump()["experience_ids"] == [first, second]
@@ -322,12 +338,24 @@ async def test_a_verifier_that_raises_scores_zero_and_is_counted() -> None:
     assert step.groups_kept == 0
 
 
-async def test_the_run_stops_between_steps_when_the_token_budget_would_be_exceeded() -> None:
-    report, _, _, _ = await learn(small(budget_tokens=1))
+async def test_a_request_that_would_overrun_the_token_budget_is_not_sent() -> None:
+    report, _, policy_backend, _ = await learn(small(budget_tokens=1))
+
+    assert report.stop_reason == "budget" and report.status == "budget"
+    assert policy_backend.calls == []
+    assert report.total.total_tokens == 0
+    assert report.stop_detail is not None and "budget" in report.stop_detail
+    assert len(report.failed_groups) == 8  # retried when the run is resumed with a larger budget
+
+
+async def test_a_budget_running_out_mid_step_is_never_overspent() -> None:
+    # each rollout reserves its prompt plus 5 x 200 completion tokens; real replies are far shorter
+    budget = 9_000
+    report, _, policy_backend, _ = await learn(small(epochs=1, budget_tokens=budget, max_completion_tokens=200))
 
     assert report.stop_reason == "budget"
-    assert len(report.steps) == 1
-    assert report.stop_detail is not None and "token budget" in report.stop_detail
+    assert 0 < len(policy_backend.calls) < 16
+    assert 0 < report.total.total_tokens <= budget
 
 
 async def test_cost_is_computed_from_the_price_table() -> None:
@@ -436,15 +464,26 @@ async def test_the_judge_verifier_grades_with_the_judge_backend() -> None:
     assert [g.rewards for g in report.steps[0].groups] == [g.rewards for g in exact.steps[0].groups]
 
 
-async def test_long_attempts_are_cut_to_the_token_budget_with_the_cut_marked() -> None:
+async def test_long_attempts_are_summarized_in_parts_and_nothing_is_cut() -> None:
     def verbose(request: ChatRequest, choice: int) -> str:
         return "thinking " * 2000 + policy(request, choice)
 
-    _, _, _, reflect = await learn(small(epochs=1, trajectory_token_budget=100), policy_fn=verbose)
+    def summary(request: ChatRequest) -> str:
+        return reply({"summary": "thought, then added", "experiences_used": []})
 
-    summary = reflect.calls_for("summary")[0].messages[-1].content
-    assert "characters cut" in summary
-    assert len(summary) < 2000
+    _, _, _, reflect = await learn(
+        small(epochs=1, batch_size=16, trajectory_token_budget=1000),
+        policy_fn=verbose,
+        reflect_fn=reflector(summary=summary),
+    )
+
+    calls = reflect.calls_for("summary")
+    first_attempt = [call for call in calls if "part 1 of 5" in call.messages[-1].content]
+    assert first_attempt and len(calls) == 5 * len(first_attempt)  # 18,000+ characters in 5 parts each
+    last_parts = [call.messages[-1].content for call in calls if "part 5 of 5" in call.messages[-1].content]
+    assert all("\\boxed{" in text for text in last_parts)  # the answer at the end was not cut
+    assert all("Summary of the attempt's earlier parts" in text for text in last_parts)
+    assert not any("characters cut" in call.messages[-1].content for call in calls)
 
 
 async def test_retrieval_injects_only_relevant_experiences_into_a_large_library() -> None:
