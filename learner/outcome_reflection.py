@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 from debrief.learner.accounting import TokenCount
 from debrief.learner.aliases import AliasMap
 from debrief.learner.backend import STAGES, Backends
-from debrief.learner.calls import Caller
+from debrief.learner.calls import Caller, RetryPolicy
 from debrief.learner.config import RunConfig
 from debrief.learner.consolidation import consolidate_and_apply
 from debrief.learner.datasets import Problem, problem_key
@@ -100,7 +100,7 @@ async def reflect_on_attempts(
     _validate(task, attempts)
     config = config or RunConfig()
     settings = ReflectSettings.of(config)
-    caller = Caller(backends, concurrency=config.concurrency, prices=config.prices)
+    caller = Caller(backends, concurrency=config.concurrency, prices=config.prices, retry=RetryPolicy.of(config))
     problem = Problem(problem_id=problem_key(task), question=task)
     aliases = AliasMap.of(await library.entries())
     grades = [
@@ -113,15 +113,17 @@ async def reflect_on_attempts(
     texts: dict[int, str] = {}
 
     async def one(index: int) -> None:
-        texts[index] = await summarize(
-            caller,
-            settings,
-            aliases=aliases,
-            problem=problem,
-            attempt=attempts[index].account,
-            grade=grades[index],
-            show_answer=False,
-        )
+        texts[index] = (
+            await summarize(
+                caller,
+                settings,
+                aliases=aliases,
+                problem=problem,
+                attempt=attempts[index].account,
+                grade=grades[index],
+                show_answer=False,
+            )
+        ).text
 
     proposals: list[Proposal] = []
     rejected: list[RejectedRecord] = []
