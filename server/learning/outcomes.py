@@ -10,7 +10,7 @@ import json
 import logging
 import os
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -303,9 +303,15 @@ class OutcomeBook:
             )
         )
 
-    async def oldest_task(self, namespace: str | None) -> tuple[ReflectionTask | None, int]:
-        """The oldest open reflection task (of ``namespace``, or of any) and how many are open."""
-        return await anyio.to_thread.run_sync(self.tasks.oldest_open, namespace)
+    async def oldest_task(
+        self, namespace: str | None, readable: Callable[[str], bool] = lambda _: True
+    ) -> tuple[ReflectionTask | None, int]:
+        """The oldest open reflection task (of ``namespace``, or of any ``readable`` one) and how many are open."""
+        return await anyio.to_thread.run_sync(self.tasks.oldest_open, namespace, readable)
+
+    async def task_namespace(self, task_id: str) -> str | None:
+        """The namespace a reflection task belongs to, or ``None`` when there is no such task."""
+        return await anyio.to_thread.run_sync(self.tasks.namespace_of, task_id)
 
     async def submit_reflection(
         self, task_id: str, operations: Sequence[Operation], *, analysis: str | None

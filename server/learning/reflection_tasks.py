@@ -14,7 +14,7 @@ import logging
 import os
 import re
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Literal
@@ -251,6 +251,13 @@ class ReflectionTaskBook:
         self._file("open", task.task_id).unlink(missing_ok=True)
         return closed
 
+    def namespace_of(self, task_id: str) -> str | None:
+        """The namespace of task ``task_id`` (open or closed), or ``None`` if there is no such task."""
+        if not re.fullmatch(r"rt-[0-9a-f]{12}", task_id):
+            return None
+        task = self._read(self._file("open", task_id)) or self._read(self._file("closed", task_id))
+        return None if task is None else task.namespace
+
     def _expire_and_list(self, namespace: str | None) -> list[ReflectionTask]:
         folder = self._dir("open")
         if not folder.is_dir():
@@ -314,12 +321,17 @@ class ReflectionTaskBook:
             lock.release()
         return prepared
 
-    def oldest_open(self, namespace: str | None) -> tuple[ReflectionTask | None, int]:
-        """The oldest open task (of ``namespace``, or of any) and how many are open; expired ones are closed."""
+    def oldest_open(
+        self, namespace: str | None, readable: Callable[[str], bool] = lambda _: True
+    ) -> tuple[ReflectionTask | None, int]:
+        """The oldest open task (of ``namespace``, or of any ``readable`` one) and how many are open.
+
+        Expired tasks are closed on the way.
+        """
         lock = self._lock()
         try:
             lock.acquire(exclusive=True, blocking=True)
-            tasks = self._expire_and_list(namespace)
+            tasks = [task for task in self._expire_and_list(namespace) if readable(task.namespace)]
         finally:
             lock.release()
         return (tasks[0] if tasks else None), len(tasks)

@@ -9,7 +9,9 @@ from mcp.types import ToolAnnotations
 from pydantic import BaseModel, Field
 
 from debrief.learner.operations import Operation, OperationKind
+from debrief.server.learning.outcomes import OutcomeBook
 from debrief.server.learning.reflection_tasks import ALLOWED_OPERATIONS, SubmittedReflection
+from debrief.server.mcp.access import authorize, current_grant
 from debrief.server.mcp.state import AppState, tool_errors
 from debrief.server.settings import Settings
 from debrief.server.store.models import Namespace
@@ -47,6 +49,13 @@ class SkippedReflection(BaseModel):
     status: str
 
 
+async def _authorize_task(outcomes: OutcomeBook, task_id: str) -> None:
+    """Writing to a task's namespace is needed to answer or skip it (unknown ids fail later, saying so)."""
+    namespace = await outcomes.task_namespace(task_id)
+    if namespace is not None:
+        authorize(namespace, "write")
+
+
 def register_reflection_tools(server: MCPServer[AppState], settings: Settings) -> None:
     """Register get_reflection_task, submit_reflection and skip_reflection_task on ``server``."""
     limits = settings.limits
@@ -62,7 +71,12 @@ def register_reflection_tools(server: MCPServer[AppState], settings: Settings) -
         go back to the user's work afterwards.
         """
         with tool_errors():
-            task, count = await ctx.request_context.lifespan_context.outcomes.oldest_task(namespace)
+            if namespace is not None:
+                authorize(namespace, "read")
+            readable = current_grant()
+            task, count = await ctx.request_context.lifespan_context.outcomes.oldest_task(
+                namespace, lambda name: readable.allows(name, "read")
+            )
         if task is None:
             return ReflectionTaskResult(task=None, open_tasks=0)
         view = ReflectionTaskView(
@@ -101,10 +115,10 @@ def register_reflection_tools(server: MCPServer[AppState], settings: Settings) -
         A submission with a problem (too many words, an alias the task did not show, a closed task) is refused
         with what to fix, and nothing is written.
         """
+        outcomes = ctx.request_context.lifespan_context.outcomes
         with tool_errors():
-            return await ctx.request_context.lifespan_context.outcomes.submit_reflection(
-                task_id, operations, analysis=analysis
-            )
+            await _authorize_task(outcomes, task_id)
+            return await outcomes.submit_reflection(task_id, operations, analysis=analysis)
 
     @server.tool(annotations=WRITES)
     async def skip_reflection_task(
@@ -115,6 +129,8 @@ def register_reflection_tools(server: MCPServer[AppState], settings: Settings) -
         ] = None,
     ) -> SkippedReflection:
         """Set a reflection task aside: its outcomes are not offered again (a newer outcome makes a new task)."""
+        outcomes = ctx.request_context.lifespan_context.outcomes
         with tool_errors():
-            closed = await ctx.request_context.lifespan_context.outcomes.skip_reflection(task_id, reason=reason)
+            await _authorize_task(outcomes, task_id)
+            closed = await outcomes.skip_reflection(task_id, reason=reason)
         return SkippedReflection(task_id=closed.task_id, status=closed.status)
