@@ -60,7 +60,7 @@ class RecordOutcomeResult(BaseModel):
     reflection: ReflectionStatus = Field(
         description="'not_mixed': the group has no success and failure side by side yet; 'scheduled': it is being "
         "reflected on in the background; 'task_waiting': a reflection task waits for you (see reflection_task_id); "
-        "applied/no_change/failed: the result, when wait_for_reflection was set."
+        "applied/no_change/failed: the result, when wait_seconds was set."
     )
     reflection_version: int | None = Field(default=None, description="Library version the reflection produced.")
     reflection_rejected: list[str] = Field(
@@ -71,7 +71,9 @@ class RecordOutcomeResult(BaseModel):
         description="A reflection task for this group: when you can, call get_reflection_task, answer it and "
         "submit_reflection, briefly, then carry on with the user's work.",
     )
-    counters_updated: list[str] = Field(description="Experience ids whose helpful/harmful count was raised.")
+    counters_updated: list[str] = Field(
+        description="Experience ids whose helpful/harmful count was raised (ids that name no experience are not)."
+    )
 
 
 class OutcomePage(BaseModel):

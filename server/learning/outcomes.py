@@ -179,8 +179,9 @@ class OutcomeBook:
         )
         line = {"type": "outcome", "outcome": outcome.model_dump(mode="json"), "vector": [float(x) for x in vector]}
         await anyio.to_thread.run_sync(self._append, namespace, line)
+        counted: list[str] = []
         if outcome.experience_ids_used and reward is not None:
-            await self._store.record_usage(outcome.experience_ids_used, helpful=is_success(reward))
+            counted = await self._store.record_usage(outcome.experience_ids_used, helpful=is_success(reward))
             # Auto-retire (issue 11, server/learning/utility.py): experiences that keep failing leave the library.
             await retire_after_outcome(
                 self._store, self._settings, outcome.experience_ids_used, outcome_id=outcome.outcome_id
@@ -197,7 +198,7 @@ class OutcomeBook:
             outcome=outcome,
             group_size=len(members),
             reflection="scheduled" if mixed else "not_mixed",
-            counters_updated=outcome.experience_ids_used if reward is not None else [],
+            counters_updated=counted,
         )
         if not (mixed or comparable):
             return result

@@ -11,8 +11,9 @@ ADDITIVE = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempot
 REWRITING = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=False, open_world_hint=False)
 """Changes or retires stored experiences (every change is versioned and can be rolled back)."""
 
-RETRIEVAL = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
-"""Reads, and only bumps a usage counter: repeating it changes no library content."""
+RETRIEVAL = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
+"""Reads; its usage counter is bookkeeping, not a change a user must approve (clients that gate on readOnlyHint
+would otherwise ask before every retrieval)."""
 
 STARTS_RUN = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=True)
 """Starts background work that calls a model endpoint (outside this server)."""

@@ -22,6 +22,7 @@ from debrief.server.mcp.outcome_tools import register_outcome_tools
 from debrief.server.mcp.reflection_tools import register_reflection_tools
 from debrief.server.mcp.run_tools import register_run_tools
 from debrief.server.mcp.state import AppState
+from debrief.server.mcp.surface import DebriefServer
 from debrief.server.settings import Settings
 from debrief.server.store.experience_store import ExperienceStore
 
@@ -92,7 +93,7 @@ def create_server(
                     await owned.aclose()
                 await store.aclose()
 
-    server: MCPServer[AppState] = MCPServer(
+    server: MCPServer[AppState] = DebriefServer(
         "debrief",
         title="Debrief experience memory",
         instructions=INSTRUCTIONS,

@@ -134,7 +134,12 @@ def register_eval_tools(server: MCPServer[AppState]) -> None:
             return await _evaluations(ctx).cancel(evaluation_id)
 
     @server.tool(annotations=READ_ONLY)
-    async def list_evaluations(ctx: Context[AppState], namespace: Namespace | None = None) -> EvaluationList:
+    async def list_evaluations(
+        ctx: Context[AppState],
+        namespace: Annotated[
+            Namespace | None, Field(description="Only evaluations of this namespace (default: all).")
+        ] = None,
+    ) -> EvaluationList:
         """List evaluations, newest first, optionally of one namespace."""
         with tool_errors():
             return EvaluationList(evaluations=await _evaluations(ctx).evaluations(namespace))

@@ -46,8 +46,11 @@ def register_outcome_tools(server: MCPServer[AppState], settings: Settings) -> N
             str | None,
             Field(max_length=200, description="Same key = same task (else tasks are matched by similarity)."),
         ] = None,
-        wait_for_reflection: Annotated[
-            float, Field(ge=0, le=50, description="Seconds to wait for a triggered reflection (0 = don't wait).")
+        wait_seconds: Annotated[
+            float,
+            Field(
+                ge=0, le=50, description="Seconds to wait for a reflection this outcome triggers (0 = return at once)."
+            ),
         ] = 0,
     ) -> RecordOutcomeResult:
         """Report how an attempt at a task went, AFTER the task. This is how the library learns.
@@ -68,7 +71,7 @@ def register_outcome_tools(server: MCPServer[AppState], settings: Settings) -> N
                 feedback=feedback,
                 experience_ids_used=experience_ids_used or [],
                 task_key=task_key,
-                wait=wait_for_reflection or None,
+                wait=wait_seconds or None,
             )
 
     @server.tool(annotations=READ_ONLY)
@@ -76,7 +79,7 @@ def register_outcome_tools(server: MCPServer[AppState], settings: Settings) -> N
         namespace: Namespace,
         ctx: Context[AppState],
         cursor: Annotated[str | None, Field(max_length=20, description="next_cursor of the previous page.")] = None,
-        limit: Annotated[int, Field(ge=1, le=limits.page_size)] = 20,
+        limit: Annotated[int, Field(ge=1, le=limits.page_size, description="Page size.")] = 20,
         group_id: Annotated[str | None, Field(max_length=220, description="Only this group's outcomes.")] = None,
     ) -> OutcomePage:
         """List recorded outcomes of a namespace, newest first."""

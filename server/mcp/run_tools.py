@@ -45,7 +45,7 @@ def register_run_tools(server: MCPServer[AppState]) -> None:
         verifier: Annotated[
             str, Field(max_length=200, description="math | exact | numeric[:tol] | regex[:pattern] | judge")
         ] = "math",
-        epochs: Annotated[int, Field(ge=1, le=10)] = 1,
+        epochs: Annotated[int, Field(ge=1, le=10, description="Passes over the training problems.")] = 1,
         group_size: Annotated[int, Field(ge=1, le=16, description="Attempts per problem (G).")] = 5,
         batch_size: Annotated[int, Field(ge=1, le=500, description="Problems per learning step.")] = 20,
         budget_tokens: Annotated[int | None, Field(ge=1, description="Token budget (default: server's).")] = None,
@@ -151,7 +151,10 @@ def register_run_tools(server: MCPServer[AppState]) -> None:
             return await _runs(ctx).resume(run_id, budget_tokens=budget_tokens, budget_usd=budget_usd)
 
     @server.tool(annotations=READ_ONLY)
-    async def list_learning_runs(ctx: Context[AppState], namespace: Namespace | None = None) -> RunList:
+    async def list_learning_runs(
+        ctx: Context[AppState],
+        namespace: Annotated[Namespace | None, Field(description="Only runs of this namespace (default: all).")] = None,
+    ) -> RunList:
         """List learning runs, newest first, optionally of one namespace."""
         with tool_errors():
             if namespace is not None:

@@ -288,14 +288,16 @@ class ExperienceStore(StoreCore):
             infos.append(NamespaceInfo(namespace=name, version=version, active=active, retired=retired))
         return infos
 
-    async def record_usage(self, experience_ids: Sequence[str], *, helpful: bool) -> None:
-        """Count an outcome for each experience: helpful or harmful. Unknown ids are ignored."""
+    async def record_usage(self, experience_ids: Sequence[str], *, helpful: bool) -> builtins.list[str]:
+        """Count an outcome for each experience: helpful or harmful; returns the ids counted (unknown ids are not)."""
         by_namespace: dict[str, dict[str, dict[str, int]]] = {}
         for experience_id in experience_ids:
             namespace = self._experience_namespace(experience_id)
             by_namespace.setdefault(namespace, {})[experience_id] = {"helpful" if helpful else "harmful": 1}
+        counted: builtins.list[str] = []
         for namespace, increments in by_namespace.items():
-            await self._bump(namespace, increments)
+            counted += await self._bump(namespace, increments)
+        return counted
 
     # ---- history -----------------------------------------------------------------------------------
 

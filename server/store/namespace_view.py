@@ -251,8 +251,11 @@ class NamespaceView:
                 collection.delete(ids=ids[start : start + _CHUNK])
         return set()
 
-    def bump(self, increments: dict[str, dict[str, int]]) -> None:
-        """Add to usage counters: ``{experience_id: {"helpful": 1}}``; unknown ids are ignored."""
+    def bump(self, increments: dict[str, dict[str, int]]) -> list[str]:
+        """Add to usage counters: ``{experience_id: {"helpful": 1}}``; unknown ids are ignored.
+
+        Returns the ids whose counters changed.
+        """
         records = self.fetch(list(increments))
         for status, collection in (("active", self.active), ("retired", self.retired)):
             mine = [r for r in records.values() if r.status == status]
@@ -265,3 +268,4 @@ class NamespaceView:
                     for r in mine
                 ],
             )
+        return [experience_id for experience_id in increments if experience_id in records]

@@ -299,12 +299,12 @@ class StoreCore:
             raise NotFound(f"no experience {experience_id!r}: list the namespace to see the ids it has")
         return record
 
-    async def _bump(self, namespace: str, increments: dict[str, dict[str, int]]) -> None:
+    async def _bump(self, namespace: str, increments: dict[str, dict[str, int]]) -> list[str]:
         space = await self._space(namespace)
         if space is None:
-            return
+            return []
         async with self._write_lock.hold():
-            await self._run(space.view.bump, increments)
+            return await self._run(space.view.bump, increments)
 
     async def _states(self, space: Space, version: int) -> dict[str, ExperienceState]:
         return replay(await self._run(space.log.read, 1, version)) if version > 0 else {}

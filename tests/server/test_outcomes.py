@@ -51,7 +51,7 @@ async def test_a_mixed_group_is_reflected_on_once_and_recorded_with_its_outcomes
     first = await record(client, outcome="failure", task_key="sum-47-38", feedback="said 75")
     assert first["reflection"] == "not_mixed"
     assert first["group_size"] == 1
-    second = await record(client, outcome="success", task_key="sum-47-38", wait_for_reflection=30)
+    second = await record(client, outcome="success", task_key="sum-47-38", wait_seconds=30)
     assert second["outcome"]["group_id"] == first["outcome"]["group_id"]
     assert second["reflection"] == "applied"
     history = await call(client, "library_history", namespace="math")
@@ -120,7 +120,7 @@ async def test_explain_experience_shows_history_and_the_outcomes_behind_it(
 ) -> None:
     client, _ = setup
     first = await record(client, outcome="failure", task_key="k")
-    second = await record(client, outcome="success", task_key="k", wait_for_reflection=30)
+    second = await record(client, outcome="success", task_key="k", wait_seconds=30)
     assert second["reflection"] == "applied"
     learned = (await call(client, "list_experiences", namespace="math"))["items"][0]
     explained = await call(client, "explain_experience", experience_id=learned["experience_id"])

@@ -217,7 +217,7 @@ async def test_auto_with_an_endpoint_configured_reflects_on_the_server_as_before
     provider = ScriptedProvider(settings)
     async with Client(create_server(settings, embedder=test_embedder, provider=provider)) as client:
         await record(client, outcome="failure", attempt="Added the tens, forgot the carry.")
-        second = await record(client, outcome="success", attempt="Carried the one.", wait_for_reflection=30)
+        second = await record(client, outcome="success", attempt="Carried the one.", wait_seconds=30)
         assert second["reflection"] == "applied" and second["reflection_task_id"] is None
         assert [item["text"] for item in (await call(client, "list_experiences", namespace="code"))["items"]] == [
             LESSON
