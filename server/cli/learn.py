@@ -192,8 +192,8 @@ def _learn(args: argparse.Namespace) -> int:
     resume = resume_command(sys.argv[1:], run_id)
 
     async def run() -> int:
-        from debrief.server.backends.provider import ModelProvider  # noqa: PLC0415
-        from debrief.server.embedding.embedder import make_embedder  # noqa: PLC0415
+        from debrief.server.backends.provider import ModelProvider
+        from debrief.server.embedding.embedder import make_embedder
 
         provider = ModelProvider(settings)
         try:

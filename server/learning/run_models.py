@@ -7,8 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, model_validator
 
-from debrief.learner.events import ProgressEvent
 from debrief.learner.datasets import problem_key
+from debrief.learner.events import ProgressEvent
 from debrief.learner.records import StepRecord
 from debrief.server.learning.gated import KeptVersion
 from debrief.server.store.models import Namespace

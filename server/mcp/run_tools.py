@@ -9,11 +9,10 @@ from pydantic import BaseModel, Field, ValidationError
 from debrief.server.errors import InvalidInput
 from debrief.server.learning.run_models import ProblemIn, RunRecord, RunRequest
 from debrief.server.learning.runs import RunManager
-from debrief.server.mcp.annotations import READ_ONLY, STARTS_RUN, STOPS_RUN
 from debrief.server.mcp.access import authorize, visible
+from debrief.server.mcp.annotations import READ_ONLY, STARTS_RUN, STOPS_RUN
 from debrief.server.mcp.state import AppState, tool_errors
 from debrief.server.store.models import Namespace
-
 
 RunId = Annotated[str, Field(min_length=5, max_length=40, description="Run id from start_learning_run.")]
 
