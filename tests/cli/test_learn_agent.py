@@ -90,6 +90,22 @@ async def test_debrief_learn_agent_uses_the_configured_mcp_server_and_shows_tool
     )
     assert CALC_LESSON[:40] in listed.stdout
 
+    # debrief eval --agent: both arms' attempts are tool-using loops with the same tools.
+    fake.bodies.clear()
+    async with serve(fake) as base_url:
+        command = [
+            *(sys.executable, "-m", "server", "eval", "--agent", "--mcp-config", str(config), "--max-turns", "4"),
+            *("--generator", "tests.support.agent_world:product", "--count", "3", "--samples", "2"),
+            *("--verifier", "exact", "--namespace", "tools", "--json", "--base-url", base_url, "--model", "fake-model"),
+        ]
+        with anyio.fail_after(240):
+            evaluated = await anyio.run_process(command, env=env, check=False, cwd=ROOT)
+    assert evaluated.returncode == 0, evaluated.stderr.decode()
+    report = json.loads(evaluated.stdout)
+    assert report["namespace"] == "tools"
+    assert any(message["role"] == "tool" for body in fake.bodies for message in body["messages"])
+    assert len(log.read_text().splitlines()) > 4  # the eval's attempts called the calculator too
+
 
 async def test_agent_flags_without_agent_are_refused_before_anything_starts(tmp_path: Path) -> None:
     env = {**os.environ, "DEBRIEF_DATA_DIR": str(tmp_path / "data")}
