@@ -25,6 +25,7 @@ from debrief.learner.datasets import problem_key
 from debrief.learner.validation import ValidationSettings
 from debrief.server.errors import Conflict, InvalidInput
 from debrief.server.learning.gated import GatedProblems, gated_problems, keep_version
+from debrief.server.learning.leases import RunLease
 from debrief.server.learning.run_config import request_run_config
 from debrief.server.learning.run_models import FINISHED, RESUMABLE, RunProgress, RunRecord, RunRequest
 from debrief.server.learning.run_records import (
@@ -65,6 +66,8 @@ class _Active:
     changed: anyio.Event = field(default_factory=anyio.Event)
     queue: anyio.CancelScope = field(default_factory=anyio.CancelScope)
     """Cancelled to take a queued run out of the queue at once."""
+    lease: RunLease | None = None
+    """This process's hold on the run: no other process runs it meanwhile (see leases.py)."""
 
     def touch(self) -> None:
         self.changed.set()
@@ -160,8 +163,9 @@ class RunManager:
             budget_usd=request.budget_usd,
             owner_pid=os.getpid(),
         )
+        lease = RunLease(self._book.directory(run_id)).take()
         await anyio.to_thread.run_sync(self._save, record)
-        self._launch(record, problems)
+        self._launch(record, problems, lease)
         return record.model_copy(deep=True)
 
     async def resume(
@@ -196,6 +200,17 @@ class RunManager:
             record.budget_usd = budget_usd
         await self._check_daily_cap()
         problems = await self._problems(record.request)
+        # Two processes may both get this far; the lease lets one through, and the reload catches a resume that
+        # finished in between.
+        lease = RunLease(self._book.directory(run_id)).take()
+        try:
+            current = await anyio.to_thread.run_sync(self._load, run_id)
+        except BaseException:
+            lease.release()
+            raise
+        if current.resumed != record.resumed or current.status != record.status:
+            lease.release()
+            raise Conflict(f"run {run_id!r} was resumed by another process meanwhile; get_learning_run shows it")
         record.status = "queued"
         record.error = None
         record.stop_reason = None
@@ -203,7 +218,7 @@ class RunManager:
         record.owner_pid = os.getpid()
         record.resumed += 1
         await anyio.to_thread.run_sync(self._save, record)
-        self._launch(record, problems)
+        self._launch(record, problems, lease)
         return record.model_copy(deep=True)
 
     async def cancel(self, run_id: str) -> RunRecord:
@@ -318,8 +333,8 @@ class RunManager:
             raise InvalidInput(f"data_path {request.data_path!r} has {len(problems)} problems; at most 10000")
         return problems
 
-    def _launch(self, record: RunRecord, problems: Sequence[Problem]) -> None:
-        active = _Active(record=record)
+    def _launch(self, record: RunRecord, problems: Sequence[Problem], lease: RunLease | None = None) -> None:
+        active = _Active(record=record, lease=lease)
         self._active[record.run_id] = active
         self._tasks.start_soon(self._execute, active, list(problems), name=record.run_id)
 
@@ -354,6 +369,8 @@ class RunManager:
                 record.version_after = await self._store.version(record.namespace)
                 await anyio.to_thread.run_sync(self._save, record)
                 self._active.pop(record.run_id, None)
+                if active.lease is not None:
+                    active.lease.release()
                 active.touch()
 
     async def _run(self, active: _Active, problems: list[Problem]) -> None:
