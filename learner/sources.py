@@ -173,3 +173,15 @@ def source_verifier(source: Source, spec: str | None) -> Verifier:
     if source.verifier is not None:
         return source.verifier
     return make_verifier(source.verifier_name or "math")
+
+
+def is_named_source(source: str) -> bool:
+    """Whether ``source`` names a recipe or generator (``dapo:``, ``aime:``, ``reasoning-gym:``), not a plain file."""
+    return is_gym_source(source) or source.startswith((DAPO_PREFIX, AIME_PREFIX))
+
+
+def data_verifier(spec: str | None, data: str | None) -> Verifier:
+    """The verifier of a run: ``spec`` when given, else the named source's own (``data``), else ``math``."""
+    if spec is None and data is not None and is_named_source(data):
+        return source_verifier(load_source(data), None)
+    return make_verifier(spec or "math")

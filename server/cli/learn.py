@@ -28,9 +28,9 @@ from debrief.learner import (
     generate_problems,
     load_generator,
     load_jsonl,
-    make_verifier,
     run_learning,
 )
+from debrief.learner.sources import data_verifier, is_named_source, load_source
 from debrief.learner.validation import ValidationGate
 from debrief.server.cli.flags import settings_from_flags
 from debrief.server.cli.gate_options import add_gate_options, gate_from_args
@@ -138,6 +138,8 @@ def step_table(report: RunReport) -> Table:
 
 def _problems(args: argparse.Namespace) -> list[Problem]:
     try:
+        if args.data is not None and is_named_source(str(args.data)):
+            return load_source(str(args.data)).problems
         if args.data is not None:
             return load_jsonl(
                 args.data,
@@ -158,7 +160,7 @@ def _command(args: argparse.Namespace, count: int) -> str:
         ["--data", str(args.data)] if args.data is not None else ["--generator", args.generator, "--count", str(count)]
     )
     for flag, value in (
-        ("--verifier", args.verifier),
+        *([("--verifier", args.verifier)] if args.verifier is not None else []),
         ("--epochs", args.epochs),
         ("--group-size", args.group_size),
         ("--batch-size", args.batch_size),
@@ -183,7 +185,7 @@ def _learn(args: argparse.Namespace) -> int:
     if not problems:
         raise InvalidInput(f"no problems to learn from in {str(args.data or args.generator)!r}")
     try:
-        verifier = make_verifier(args.verifier)
+        verifier = data_verifier(args.verifier, None if args.data is None else str(args.data))
     except LearnerError as error:
         raise InvalidInput(str(error)) from error
     gated = gate_from_args(args, problems, verifier)
@@ -335,12 +337,20 @@ def register(commands: Any, common: Callable[[argparse.ArgumentParser], None]) -
     )
     common(learn)
     source = learn.add_mutually_exclusive_group(required=True)
-    source.add_argument("--data", type=Path, help="JSONL training file")
+    source.add_argument(
+        "--data",
+        type=Path,
+        help="training problems: FILE.jsonl, dapo:FILE, aime:FILE or reasoning-gym:NAME?size=&seed=",
+    )
     source.add_argument("--generator", help="module:function task generator (rng -> (question, answer))")
     learn.add_argument("--count", type=_at_least(1), default=50, help="problems to generate (with --generator)")
     learn.add_argument("--question-field", default=None, help="JSONL field holding the question")
     learn.add_argument("--answer-field", default=None, help="JSONL field holding the ground truth")
-    learn.add_argument("--verifier", default="math", help="math | exact | numeric[:tol] | regex[:p] | judge | mod:fn")
+    learn.add_argument(
+        "--verifier",
+        default=None,
+        help="math | exact | numeric[:tol] | regex[:p] | judge | mod:fn (default: the data's own, else math)",
+    )
     learn.add_argument("--namespace", "-n", required=True, help="the library to learn into, e.g. 'math'")
     learn.add_argument("--epochs", type=_at_least(1), default=3, help="passes over the problems")
     learn.add_argument("--group-size", type=_at_least(1), default=5, help="attempts per problem (G)")

@@ -93,3 +93,65 @@ async def test_debrief_learn_with_a_validation_fraction_keeps_the_good_lesson_an
     )
     assert [line.split("\t")[1] for line in listed.stdout.splitlines()] == [GOOD]
     assert "rejected" in stdout
+
+
+def arithmetic(body: dict[str, Any], choice: int) -> str:
+    """reasoning-gym's basic_arithmetic: right on choice 0, off by one on the others; reflection learns LESSON."""
+    schema = ((body.get("response_format") or {}).get("json_schema") or {}).get("name") or ""
+    if schema == "AttemptSummary":
+        return json.dumps({"summary": "Worked left to right."})
+    if schema == "GroupAdvantage":
+        return json.dumps({"analysis": "Order of operations.", "operations": [{"op": "add", "text": GOOD}]})
+    if schema == "ConsolidationPlan":
+        return json.dumps({"reasoning": "Keep it.", "operations": []})
+    question = body["messages"][-1]["content"]
+    if "Calculate" not in question:
+        return "OK"  # the provider's endpoint check
+    expression = question.split("Calculate", 1)[1].strip().rstrip(".")
+    assert set(expression) <= set("0123456789+-*/() ."), expression
+    value = round(eval(expression))  # a scripted test model: digits and operators only, checked above
+    return f"Answer: {value if choice == 0 else value + 1}"
+
+
+async def test_debrief_learn_takes_a_reasoning_gym_source_and_scores_with_its_checks(tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "DEBRIEF_DATA_DIR": str(tmp_path / "data"),
+        "DEBRIEF_CHROMA_MODE": "in-process",
+        "OPENAI_API_KEY": "test-key",
+    }
+    async with serve(FakeOpenAI(reply=arithmetic)) as base_url:
+        command = [
+            sys.executable,
+            "-m",
+            "debrief.server",
+            "learn",
+            "--data",
+            "reasoning-gym:basic_arithmetic?size=6&seed=1&max_digits=2",
+            "--namespace",
+            "gym",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "6",
+            "--group-size",
+            "3",
+            "--base-url",
+            base_url,
+            "--model",
+            "fake-model",
+        ]
+        with anyio.fail_after(240):
+            done = await anyio.run_process(command, env=env, check=False, cwd=Path(__file__).parents[2])
+    assert done.returncode == 0, done.stderr.decode()
+    # Mixed groups (one right attempt of three) were reflected on: the reasoning-gym checks scored them.
+    assert "6/6" in done.stdout.decode()
+    listed = subprocess.run(
+        [sys.executable, "-m", "debrief.server", "experiences", "list", "-n", "gym"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert GOOD in listed.stdout
