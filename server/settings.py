@@ -183,6 +183,18 @@ class RunSettings(BaseSettings):
         description="Model requests in flight at once within one run (MCP runs, outcome reflections, and the "
         "default of `debrief learn --concurrency`); unset: the learner's default.",
     )
+    agent_mcp_config: Path | None = Field(
+        default=None,
+        validation_alias=AliasChoices("DEBRIEF_AGENT_MCP_CONFIG"),
+        description='An {"mcpServers": ...} file of the tool servers agent-mode runs started over MCP may use; a '
+        "client can only switch agent mode on, never name servers or commands. Env DEBRIEF_AGENT_MCP_CONFIG.",
+    )
+    agent_code_tool: bool = Field(
+        default=False,
+        validation_alias=AliasChoices("DEBRIEF_AGENT_CODE_TOOL"),
+        description="Offer the built-in Python code tool (subprocess, time/memory limits, no network) to agent-mode "
+        "runs started over MCP. Env DEBRIEF_AGENT_CODE_TOOL.",
+    )
 
     _split_dirs = field_validator("dataset_dirs", mode="before")(_comma_separated)
 

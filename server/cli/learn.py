@@ -8,6 +8,8 @@ import shlex
 import sys
 from collections import Counter
 from collections.abc import Callable, Sequence
+from contextlib import AsyncExitStack
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,7 @@ from debrief.learner import (
     ProgressEvent,
     RunConfig,
     RunReport,
+    StepRecord,
     Verifier,
     generate_problems,
     load_generator,
@@ -32,6 +35,7 @@ from debrief.learner import (
 )
 from debrief.learner.sources import data_verifier, is_named_source, load_source
 from debrief.learner.validation import ValidationGate
+from debrief.server.backends.mcp_tools import McpServerEntry, agent_tools, load_mcp_servers
 from debrief.server.cli.flags import settings_from_flags
 from debrief.server.cli.gate_options import add_gate_options, gate_from_args
 from debrief.server.cli.run_console import console_logging, resume_command, run_verdict
@@ -117,6 +121,10 @@ def step_table(report: RunReport) -> Table:
         "secs",
     ):
         table.add_column(column, justify="right")
+    # Agent mode (issue 13): tool use per step, shown when the attempts were agent loops.
+    agent = any(step.turns_per_attempt is not None for step in report.steps)
+    for column in ("tools/att", "turns/att", "tool errs") if agent else ():
+        table.add_column(column, justify="right")
     for step in report.steps:
         kinds = Counter(applied.operation.op for applied in step.applied)
         table.add_row(
@@ -132,8 +140,16 @@ def step_table(report: RunReport) -> Table:
             f"{step.total.prompt_tokens + step.total.completion_tokens:,}",
             f"{step.total.cost_usd:.4f}",
             f"{step.wall_seconds:.1f}",
+            *(_agent_cells(step) if agent else ()),
         )
     return table
+
+
+def _agent_cells(step: StepRecord) -> tuple[str, str, str]:
+    def mean(value: float | None) -> str:
+        return "-" if value is None else f"{value:.2f}"
+
+    return mean(step.tool_calls_per_attempt), mean(step.turns_per_attempt), str(step.tool_errors)
 
 
 def _problems(args: argparse.Namespace) -> list[Problem]:
@@ -192,12 +208,14 @@ def _learn(args: argparse.Namespace) -> int:
     problems = gated.train
     run_id = args.resume or new_run_id()
     resume = resume_command(sys.argv[1:], run_id)
+    mcp_servers = agent_servers(args)
 
     async def run() -> int:
         from debrief.server.backends.provider import ModelProvider
         from debrief.server.embedding.embedder import make_embedder
 
         provider = ModelProvider(settings)
+        exits = AsyncExitStack()  # agent mode's tool servers, stopped with the rest
         try:
             # The endpoint answers (or the local model starts) before the store is touched.
             backends, endpoint = await provider.backends()
@@ -242,7 +260,16 @@ def _learn(args: argparse.Namespace) -> int:
                 concurrency=args.concurrency,
                 budget_tokens=args.budget_tokens,
                 budget_usd=capped_budget_usd(cap, spent, args.budget_usd),
+                agent=args.agent or None,
+                max_turns=args.max_turns,
             )
+            # Agent mode: the tool servers start once for the run, before its first attempt.
+            tools = await exits.enter_async_context(
+                agent_tools(
+                    mcp_servers, code_tool=args.code_tool, on_problem=lambda text: console.print(text, markup=False)
+                )
+            )
+            backends = replace(backends, tools=tools)
             report: RunReport | None = None
             error: BaseException | None = None
             try:
@@ -294,6 +321,7 @@ def _learn(args: argparse.Namespace) -> int:
                 console.print(f"resume with: {resume}", markup=False, highlight=False)
             return verdict.exit_code
         finally:
+            await exits.aclose()
             await provider.aclose()
             await store.aclose()
 
@@ -302,6 +330,13 @@ def _learn(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         console.print(f"\ninterrupted; resume with: {resume}", markup=False, highlight=False)
         return 130
+
+
+def agent_servers(args: argparse.Namespace) -> dict[str, McpServerEntry] | None:
+    """The MCP servers of ``--mcp-config``, read and checked before anything starts (agent flags need --agent)."""
+    if not args.agent and (args.mcp_config is not None or args.code_tool or args.max_turns is not None):
+        raise InvalidInput("--mcp-config, --code-tool and --max-turns apply to agent mode: add --agent")
+    return load_mcp_servers(args.mcp_config) if args.mcp_config is not None else None
 
 
 def _at_least(low: int) -> Callable[[str], int]:
@@ -325,6 +360,15 @@ def _positive_float(text: str) -> float:
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be more than 0, got {text}")
     return value
+
+
+def add_agent_flags(parser: argparse.ArgumentParser) -> None:
+    """The agent-mode flags, shared by ``learn`` and ``eval``."""
+    agent = parser.add_argument_group("agent mode", "attempts as multi-turn loops that call tools")
+    agent.add_argument("--agent", action="store_true", help="attempts may call tools until they answer")
+    agent.add_argument("--mcp-config", type=Path, default=None, metavar="FILE", help='{"mcpServers": ...} file')
+    agent.add_argument("--code-tool", action="store_true", help="offer run_python (subprocess, limits, no network)")
+    agent.add_argument("--max-turns", type=_at_least(1), default=None, help="model replies per attempt (default 50)")
 
 
 def register(commands: Any, common: Callable[[argparse.ArgumentParser], None]) -> None:
@@ -369,4 +413,5 @@ def register(commands: Any, common: Callable[[argparse.ArgumentParser], None]) -
     learn.add_argument("--api-key", default=None, help="API key (env DEBRIEF_MODEL_API_KEY or OPENAI_API_KEY)")
     learn.add_argument("--resume", default=None, metavar="RUN_ID", help="continue a stopped run")
     add_gate_options(learn)
+    add_agent_flags(learn)
     learn.set_defaults(handler=_learn)

@@ -66,6 +66,11 @@ class RunRequest(BaseModel):
     keep_best: bool = Field(
         default=False, description="Gate: end on the library version with the best validation Mean@K, not the last."
     )
+    agent: bool = Field(
+        default=False,
+        description="Agent mode: attempts are multi-turn loops calling the tools this server's operator configured.",
+    )
+    max_turns: int | None = Field(default=None, ge=1, le=100, description="Agent mode: model replies per attempt.")
 
     @model_validator(mode="after")
     def _one_source(self) -> RunRequest:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
@@ -23,6 +23,7 @@ from debrief.learner import (
 )
 from debrief.learner.datasets import problem_key
 from debrief.learner.validation import ValidationSettings
+from debrief.server.backends.mcp_tools import McpServerEntry, agent_tools, load_mcp_servers
 from debrief.server.errors import Conflict, InvalidInput
 from debrief.server.learning.gated import GatedProblems, gated_problems, keep_version
 from debrief.server.learning.leases import RunLease
@@ -144,6 +145,7 @@ class RunManager:
         problems = await self._problems(request)
         self._check_verifier(request.verifier)
         self._gated(request, problems)
+        self._agent_servers(request)
         budget_tokens = request.budget_tokens or self._settings.runs.budget_tokens
         if budget_tokens > self._settings.runs.max_budget_tokens:
             raise InvalidInput(
@@ -275,6 +277,18 @@ class RunManager:
     async def _check_daily_cap(self) -> None:
         check_daily_cap(self._settings.runs.daily_budget_usd, await self.spent_today())
 
+    def _agent_servers(self, request: RunRequest) -> dict[str, McpServerEntry] | None:
+        """The operator's tool servers for an agent-mode run (a client never names servers or commands)."""
+        if not request.agent:
+            return None
+        path = self._settings.runs.agent_mcp_config
+        if path is None and not self._settings.runs.agent_code_tool:
+            raise InvalidInput(
+                "agent mode needs tools and this server has none: its operator sets DEBRIEF_AGENT_MCP_CONFIG (an "
+                "mcpServers file) or DEBRIEF_AGENT_CODE_TOOL=true; or start the run without agent"
+            )
+        return load_mcp_servers(path) if path is not None else None
+
     @staticmethod
     def _gated(request: RunRequest, problems: Sequence[Problem]) -> GatedProblems:
         """The run's training problems and its validation gate (none unless the request asks for one)."""
@@ -398,19 +412,22 @@ class RunManager:
             record.progress = RunProgress.of(event)
             active.touch()
 
-        report = await run_learning(
-            config,
-            backends=backends,
-            library=StoreLibrary(self._store, record.namespace),
-            problems=gated.train,
-            verifier=make_verifier(request.verifier),
-            gate=gated.gate,
-            checkpoint=RecordingCheckpoint(
-                self._book.directory(record.run_id) / "checkpoint", lambda: active.record, self._save, active.touch
-            ),
-            on_event=on_event,
-            cancel=active.cancel,
-        )
+        # Agent mode: the operator's tool servers start once for the run and stop after it.
+        servers = self._agent_servers(request)
+        async with agent_tools(servers, code_tool=request.agent and self._settings.runs.agent_code_tool) as tools:
+            report = await run_learning(
+                config,
+                backends=replace(backends, tools=tools),
+                library=StoreLibrary(self._store, record.namespace),
+                problems=gated.train,
+                verifier=make_verifier(request.verifier),
+                gate=gated.gate,
+                checkpoint=RecordingCheckpoint(
+                    self._book.directory(record.run_id) / "checkpoint", lambda: active.record, self._save, active.touch
+                ),
+                on_event=on_event,
+                cancel=active.cancel,
+            )
         record.steps = report.steps
         if gated.gate is not None and report.stop_reason != "cancelled":
             record.kept = await keep_version(

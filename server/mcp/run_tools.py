@@ -63,6 +63,10 @@ def register_run_tools(server: MCPServer[AppState]) -> None:
             float, Field(ge=0, le=1, description="Keep an edit if validation Mean@K drops by at most this.")
         ] = 0.0,
         keep_best: Annotated[bool, Field(description="End on the best library by validation, not the last.")] = False,
+        agent: Annotated[
+            bool, Field(description="Attempts call the tools the server's operator configured, until they answer.")
+        ] = False,
+        max_turns: Annotated[int | None, Field(ge=1, le=100, description="Agent mode: replies per attempt.")] = None,
     ) -> RunRecord:
         """Start learning experiences from training problems (Training-Free GRPO) in the background.
 
@@ -88,6 +92,8 @@ def register_run_tools(server: MCPServer[AppState]) -> None:
                     validation_samples=validation_samples,
                     validation_margin=validation_margin,
                     keep_best=keep_best,
+                    agent=agent,
+                    max_turns=max_turns,
                 )
             except ValidationError as error:
                 problems_found = "; ".join(str(item["msg"]) for item in error.errors())

@@ -32,6 +32,8 @@ ENVIRONMENT = [
     ("DEBRIEF_DAILY_BUDGET_USD", "2", lambda s: s.runs.daily_budget_usd == 2.0),
     ("DEBRIEF_DATASET_DIRS", "/a, /b", lambda s: s.runs.dataset_dirs == [Path("/a"), Path("/b")]),
     ("DEBRIEF_RUN_CONCURRENCY", "4", lambda s: s.runs.concurrency == 4),
+    ("DEBRIEF_AGENT_MCP_CONFIG", "/etc/d/mcp.json", lambda s: s.runs.agent_mcp_config == Path("/etc/d/mcp.json")),
+    ("DEBRIEF_AGENT_CODE_TOOL", "true", lambda s: s.runs.agent_code_tool is True),
     ("DEBRIEF_OUTCOME_MATCH_THRESHOLD", "0.8", lambda s: s.outcomes.match_threshold == 0.8),
     ("DEBRIEF_OUTCOME_WINDOW_DAYS", "2", lambda s: s.outcomes.window_days == 2.0),
     ("DEBRIEF_OUTCOME_GROUP_MAX", "4", lambda s: s.outcomes.group_max == 4),
