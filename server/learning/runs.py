@@ -146,6 +146,9 @@ class RunManager:
         self._check_verifier(request.verifier)
         self._gated(request, problems)
         self._agent_servers(request)
+        # The endpoint answers (or the embedded model starts) before the run is queued, so a wrong URL, key or
+        # model fails this call with the cause and the fix instead of a run that fails later.
+        checked, endpoint = await self._provider.backends(model)
         budget_tokens = request.budget_tokens or self._settings.runs.budget_tokens
         if budget_tokens > self._settings.runs.max_budget_tokens:
             raise InvalidInput(
@@ -159,7 +162,7 @@ class RunManager:
             namespace=request.namespace,
             status="queued",
             request=request,
-            model=model,
+            model=model or _model_name(endpoint, checked),
             created_at=now(),
             budget_tokens=budget_tokens,
             budget_usd=request.budget_usd,
@@ -392,7 +395,8 @@ class RunManager:
         request = record.request
         assert request is not None, "only runs started over MCP run here"
         spent = await self.spent_today() - record.progress.cost_usd
-        backends, _endpoint = await self._provider.backends(record.model)
+        backends, endpoint = await self._provider.backends(record.model)
+        record.model = record.model or _model_name(endpoint, backends)
         record.status = "running"
         record.started_at = record.started_at or now()
         if record.version_before is None:
@@ -444,6 +448,15 @@ class RunManager:
         record.progress.prompt_tokens = report.total.prompt_tokens
         record.progress.completion_tokens = report.total.completion_tokens
         record.progress.cost_usd = report.total.cost_usd
+
+
+def _model_name(endpoint: object, backends: Backends) -> str | None:
+    """The model that answers: the endpoint's (the embedded model's too), else the policy backend's."""
+    for source in (endpoint, backends.policy):
+        name = getattr(source, "model", None)
+        if isinstance(name, str):
+            return name
+    return None
 
 
 def _describe(error: BaseException) -> str:

@@ -11,6 +11,8 @@ from pathlib import Path
 import anyio
 import pytest
 import uvicorn
+from mcp import Client
+from mcp.types import TextContent
 from pydantic import SecretStr
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -19,7 +21,10 @@ from starlette.routing import Route
 
 from debrief.server.backends.endpoint_check import EndpointUnavailable, check_endpoint
 from debrief.server.backends.provider import ModelProvider
+from debrief.server.embedding.embedder import Embedder
+from debrief.server.mcp.app import create_server
 from debrief.server.settings import ModelSettings, Settings
+from tests.support.runs import ScriptedProvider, connect, finish, settings_for, start
 
 pytestmark = pytest.mark.anyio
 WAIT = 30
@@ -158,3 +163,34 @@ async def test_the_provider_checks_an_endpoint_once_and_hands_out_backends_only_
             await right.backends()
         await right.aclose()
     assert endpoint.requests == ["/v1/models", "/v1/models"]
+
+
+async def test_start_learning_run_refuses_at_once_when_the_endpoint_cannot_be_reached(
+    tmp_path: Path, test_embedder: Embedder
+) -> None:
+    url = closed_port_url()
+    settings = Settings(
+        data_dir=tmp_path / "data", chroma_mode="in-process", models=ModelSettings(base_url=url, name="m")
+    )
+    async with Client(create_server(settings, embedder=test_embedder)) as client:
+        with anyio.fail_after(WAIT):
+            result = await client.call_tool(
+                "start_learning_run",
+                {"namespace": "math", "problems": [{"question": "1+1?", "answer": "2"}], "verifier": "exact"},
+            )
+            runs = await client.call_tool("list_learning_runs", {})
+    assert result.is_error
+    text = " ".join(block.text for block in result.content if isinstance(block, TextContent))
+    assert f"cannot reach {url}" in text and "DEBRIEF_MODEL_BASE_URL" in text
+    assert runs.structured_content == {"runs": []}
+
+
+async def test_the_run_record_names_the_model_that_ran_when_the_client_named_none(
+    tmp_path: Path, test_embedder: Embedder
+) -> None:
+    settings = settings_for(tmp_path)
+    async with connect(settings, test_embedder, ScriptedProvider(settings)) as client:
+        started = await start(client, epochs=1)
+        record = await finish(client, started["run_id"])
+    assert started["model"] == "policy-model"
+    assert record["model"] == "policy-model"
