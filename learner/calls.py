@@ -68,9 +68,11 @@ class Caller:
         adaptive: bool = True,
         retry: RetryPolicy | None = None,
         budget: RequestBudget | None = None,
+        reflect_concurrency: int | None = None,
     ) -> None:
         self.backends = backends
         self.concurrency = concurrency
+        self.reflect_concurrency = reflect_concurrency
         self.adaptive = adaptive
         self.retry = retry or RetryPolicy()
         self.budget = budget
@@ -82,11 +84,14 @@ class Caller:
         self.limiters: dict[int, AdaptiveLimiter] = {}
         self._on_usage = on_usage
 
-    def limiter(self, backend: ChatBackend) -> AdaptiveLimiter:
-        """The limiter of ``backend``'s endpoint (one per backend object)."""
+    def limiter(self, backend: ChatBackend, role: Role = "policy") -> AdaptiveLimiter:
+        """The limiter of ``backend``'s endpoint (one per backend object; its maximum from the first role using it)."""
         key = id(backend)
         if key not in self.limiters:
-            self.limiters[key] = AdaptiveLimiter(self.concurrency, adaptive=self.adaptive)
+            maximum = self.concurrency
+            if role != "policy" and self.reflect_concurrency is not None:
+                maximum = self.reflect_concurrency
+            self.limiters[key] = AdaptiveLimiter(maximum, adaptive=self.adaptive)
         return self.limiters[key]
 
     def _estimate(self, request: ChatRequest, model: str) -> tuple[int, float]:
@@ -122,7 +127,7 @@ class Caller:
             BudgetExhausted: the request would take the run past its budget; nothing was sent.
         """
         backend = self.backends.for_role(request.role)
-        limiter = self.limiter(backend)
+        limiter = self.limiter(backend, request.role)
         model = str(getattr(backend, "model", ""))
         attempt = 0
         while True:

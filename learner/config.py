@@ -84,6 +84,12 @@ class RunConfig(BaseModel):
         description="Most requests in flight per endpoint. The limit starts here and adapts: halved on 429/503, "
         "grown back while the endpoint is healthy.",
     )
+    reflect_concurrency: int | None = Field(
+        default=None,
+        ge=1,
+        description="Most requests in flight to the reflection (and judge) endpoint when it is a different one; "
+        "None: the same as concurrency.",
+    )
     adaptive_concurrency: bool = Field(
         default=True, description="Adapt the in-flight limit to 429/503 (AIMD); off pins it at concurrency."
     )
@@ -127,6 +133,7 @@ class RunConfig(BaseModel):
             exclude={
                 "run_id",
                 "concurrency",
+                "reflect_concurrency",
                 "adaptive_concurrency",
                 "request_timeout",
                 "max_retries",

@@ -156,6 +156,7 @@ async def run_learning(  # noqa: C901 - the epoch loop: resume, budgets, cancel 
         prices=config.prices,
         on_usage=on_usage,
         adaptive=config.adaptive_concurrency,
+        reflect_concurrency=config.reflect_concurrency,
         retry=RetryPolicy.of(config),
         budget=RequestBudget(tokens=config.budget_tokens, usd=config.budget_usd, spent=progress.spent),
     )

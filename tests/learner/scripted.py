@@ -35,13 +35,13 @@ def question_of(request: ChatRequest) -> str:
 
 def policy(request: ChatRequest, choice: int) -> str:
     """Right with probability 0.9 when the lesson is in the prompt, else 0.3; deterministic per request."""
-    system = request.messages[0].content
+    shown = "\n".join(message.content for message in request.messages)
     question = question_of(request)
     match = _NUMBERS.search(question)
     assert match is not None, question
     a, b = int(match.group(1)), int(match.group(2))
     rng = random.Random(zlib.crc32(question.encode()) * 7919 + (request.seed or 0) + choice)
-    p = RIGHT_WITH_LESSON if LESSON in system else RIGHT_WITHOUT_LESSON
+    p = RIGHT_WITH_LESSON if LESSON in shown else RIGHT_WITHOUT_LESSON
     value = a + b if rng.random() < p else a + b - 10
     return f"I add {a} and {b}.\nAnswer: \\boxed{{{value}}}"
 
