@@ -17,6 +17,7 @@ from debrief.server.learning.outcomes import OutcomeBook
 from debrief.server.learning.runs import BackendProvider, RunManager
 from debrief.server.mcp.eval_tools import register_eval_tools
 from debrief.server.mcp.hook_endpoint import serve_hook_endpoint
+from debrief.server.mcp.info_tools import register_info_tools
 from debrief.server.mcp.library_tools import register_library_tools
 from debrief.server.mcp.outcome_tools import register_outcome_tools
 from debrief.server.mcp.reflection_tools import register_reflection_tools
@@ -104,6 +105,7 @@ def create_server(
     )
     register_library_tools(server, settings)
     register_run_tools(server)
+    register_info_tools(server)
     register_eval_tools(server)
     register_outcome_tools(server, settings)
     register_reflection_tools(server, settings)

@@ -39,7 +39,11 @@ def register_run_tools(server: MCPServer[AppState]) -> None:
             Field(max_length=1000, description="Training problems with ground-truth answers (or give data_path)."),
         ] = None,
         data_path: Annotated[
-            str | None, Field(max_length=4096, description="A JSONL file in an allowed dataset directory.")
+            str | None,
+            Field(
+                max_length=4096,
+                description="A JSONL file in an allowed dataset directory (get_server_info lists them).",
+            ),
         ] = None,
         verifier: Annotated[
             str, Field(max_length=200, description="math | exact | numeric[:tol] | regex[:pattern] | judge")
@@ -49,7 +53,9 @@ def register_run_tools(server: MCPServer[AppState]) -> None:
         batch_size: Annotated[int, Field(ge=1, le=500, description="Problems per learning step.")] = 20,
         budget_tokens: Annotated[int | None, Field(ge=1, description="Token budget (default: server's).")] = None,
         budget_usd: Annotated[float | None, Field(gt=0, allow_inf_nan=False, description="Dollar budget.")] = None,
-        model: Annotated[str | None, Field(max_length=200, description="A model from the allow-list.")] = None,
+        model: Annotated[
+            str | None, Field(max_length=200, description="A model from the allow-list (get_server_info lists it).")
+        ] = None,
         ground_truth: Annotated[bool, Field(description="False: the model judges attempts itself.")] = True,
         validation_problems: Annotated[
             list[ProblemIn] | None,

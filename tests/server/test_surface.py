@@ -16,7 +16,7 @@ from debrief.server.embedding.embedder import Embedder
 from debrief.server.mcp.app import create_server
 from debrief.server.mcp.state import AppState
 from debrief.server.mcp.surface import lean_schema
-from debrief.server.settings import Settings
+from debrief.server.settings import ModelSettings, RunSettings, Settings
 
 pytestmark = pytest.mark.anyio
 LESSON = "When a word problem mixes units, convert every quantity to one unit before doing any arithmetic."
@@ -161,3 +161,27 @@ def test_lean_schema_inlines_references_and_stops_at_recursive_models() -> None:
             }
         },
     }
+
+
+async def test_server_info_tells_a_model_where_datasets_may_live_and_which_models_it_may_name(
+    tmp_path: Path, test_embedder: Embedder
+) -> None:
+    extra = tmp_path / "shared-data"
+    settings = Settings(
+        data_dir=tmp_path / "data",
+        chroma_mode="in-process",
+        models=ModelSettings(base_url="http://127.0.0.1:9/v1", name="qwen", allowed=["llama", "qwen"]),
+        runs=RunSettings(dataset_dirs=[extra]),
+    )
+    async with Client(create_server(settings, embedder=test_embedder)) as client:
+        tools = {tool.name: tool for tool in (await client.list_tools()).tools}
+        result = await client.call_tool("get_server_info", {})
+    info = result.structured_content
+    assert info is not None
+    assert info["dataset_dirs"] == [str((tmp_path / "data" / "datasets").resolve()), str(extra.resolve())]
+    assert info["allowed_models"] == ["qwen", "llama"]
+    assert info["default_model"] == "qwen at http://127.0.0.1:9/v1"
+    assert "math" in info["verifiers"]
+    start = tools["start_learning_run"].input_schema["properties"]
+    assert "get_server_info" in start["data_path"]["description"]
+    assert "get_server_info" in start["model"]["description"]
