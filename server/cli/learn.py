@@ -40,7 +40,7 @@ from debrief.server.cli.flags import settings_from_flags
 from debrief.server.cli.gate_options import add_gate_options, gate_from_args
 from debrief.server.cli.run_console import console_logging, resume_command, run_verdict
 from debrief.server.errors import InvalidInput
-from debrief.server.learning.gated import keep_version, validation_lines
+from debrief.server.learning.gated import keep_version, validation_cells, validation_lines
 from debrief.server.learning.run_config import run_config
 from debrief.server.learning.run_records import (
     CommandRun,
@@ -125,6 +125,10 @@ def step_table(report: RunReport) -> Table:
     agent = any(step.turns_per_attempt is not None for step in report.steps)
     for column in ("tools/att", "turns/att", "tool errs") if agent else ():
         table.add_column(column, justify="right")
+    # Validation gate (issue 11): edits kept of those validated, and validation Mean@K before -> after the step.
+    gated_run = any(step.validation is not None for step in report.steps)
+    for column in ("validated", "val Mean@K") if gated_run else ():
+        table.add_column(column, justify="right")
     for step in report.steps:
         kinds = Counter(applied.operation.op for applied in step.applied)
         table.add_row(
@@ -141,6 +145,7 @@ def step_table(report: RunReport) -> Table:
             f"{step.total.cost_usd:.4f}",
             f"{step.wall_seconds:.1f}",
             *(_agent_cells(step) if agent else ()),
+            *(validation_cells(step) if gated_run else ()),
         )
     return table
 

@@ -147,3 +147,12 @@ def validation_lines(steps: Sequence[StepRecord]) -> list[str]:
             text = getattr(edit.operation, "text", None) or getattr(edit.operation, "experience_id", "")
             lines.append(f"step {step.step} {edit.operation.op} {text!r}: {edit.reason}")
     return lines
+
+
+def validation_cells(step: StepRecord) -> tuple[str, str]:
+    """A step's table cells: edits kept of those validated, and validation Mean@K before -> after."""
+    record = step.validation
+    if record is None:
+        return "-", "-"
+    kept = sum(edit.kept for edit in record.edits)
+    return f"{kept}/{len(record.edits)} kept", f"{record.mean_before:.3f} -> {record.mean_after:.3f}"

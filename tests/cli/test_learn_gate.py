@@ -92,7 +92,7 @@ async def test_debrief_learn_with_a_validation_fraction_keeps_the_good_lesson_an
         check=True,
     )
     assert [line.split("\t")[1] for line in listed.stdout.splitlines()] == [GOOD]
-    assert "rejected" in stdout
+    assert "rejected" in stdout and "validated" in stdout and "1/2 kept" in stdout
 
 
 def arithmetic(body: dict[str, Any], choice: int) -> str:
