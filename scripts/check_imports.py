@@ -16,7 +16,7 @@ LAYERS: list[set[str]] = [
     {"learning"},
     {"store"},
     {"chroma", "embedding", "backends"},
-    {"settings", "errors"},
+    {"settings", "errors", "version"},
     {"learner"},
 ]
 

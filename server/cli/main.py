@@ -15,9 +15,18 @@ import anyio
 
 from debrief.server.cli.flags import settings_from_flags
 from debrief.server.errors import DebriefError
+from debrief.server.version import package_version
 from debrief.server.settings import Settings
 
 logger = logging.getLogger("debrief")
+
+
+STDIO_BANNER = (
+    "debrief serve speaks MCP on stdio and is waiting for a client on this terminal; an MCP client starts it "
+    "itself: run `debrief config claude-desktop|cursor|vscode|claude-code` for the config to add "
+    "(or `debrief serve --http` for a URL). Ctrl-C stops it."
+)
+"""The one line ``debrief serve`` prints on stderr when a person runs it on a terminal."""
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -32,6 +41,9 @@ def _serve(args: argparse.Namespace) -> int:
         )
         server.run(transport="streamable-http", host=args.host, port=args.port, streamable_http_path="/mcp")
     else:
+        if sys.stdin.isatty():
+            # Started by hand: say what this is instead of waiting in silence (stdout stays protocol-only).
+            print(STDIO_BANNER, file=sys.stderr, flush=True)
         create_server(settings, hook_endpoint=settings.hooks.endpoint).run()
     return 0
 
@@ -95,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser for ``debrief``."""
     parser = argparse.ArgumentParser(prog="debrief", description="An experience memory that learns, over MCP.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages to stderr")
+    parser.add_argument("--version", action="version", version=f"debrief {package_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     def common(sub: argparse.ArgumentParser) -> None:

@@ -1,7 +1,5 @@
 """``get_server_info``: what a model needs to know before it starts a run — where data may live, which models."""
 
-from importlib.metadata import PackageNotFoundError, version
-
 from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
 from pydantic import BaseModel, Field
@@ -9,6 +7,7 @@ from pydantic import BaseModel, Field
 from debrief.server.mcp.annotations import READ_ONLY
 from debrief.server.mcp.state import AppState
 from debrief.server.settings import Settings
+from debrief.server.version import package_version
 
 VERIFIERS = ["math", "exact", "numeric[:tolerance]", "regex[:pattern]", "judge"]
 EMBEDDED_MODEL = "the embedded local model (SmolLM2-135M via llama.cpp; weak, for trying Debrief out)"
@@ -40,7 +39,7 @@ def server_info(settings: Settings) -> ServerInfo:
     else:
         default = f"{models.name or '(DEBRIEF_MODEL is not set)'} at {models.base_url}"
     return ServerInfo(
-        version=_version(),
+        version=package_version(),
         dataset_dirs=[str(path.expanduser().resolve()) for path in settings.dataset_roots()],
         default_model=default,
         allowed_models=allowed,
@@ -63,8 +62,3 @@ def register_info_tools(server: MCPServer[AppState]) -> None:
         return server_info(ctx.request_context.lifespan_context.settings)
 
 
-def _version() -> str:
-    try:
-        return version("debrief-mcp")
-    except PackageNotFoundError:
-        return "0"

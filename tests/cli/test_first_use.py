@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import pty
+import re
 import signal
 import socket
 import subprocess
@@ -162,3 +164,42 @@ async def test_ctrl_c_during_a_run_prints_the_exact_resume_command(tmp_path: Pat
     run_id = started[0].split()[1]
     expected = f"debrief learn --verifier exact --data {data} -n math --epochs 1 --base-url {url} --model m"
     assert f"interrupted; resume with: {expected} --resume {run_id}" in stderr
+
+
+async def test_debrief_version_prints_the_installed_version() -> None:
+    with anyio.fail_after(WAIT):
+        done = await anyio.run_process([sys.executable, "-m", "debrief.server", "--version"], cwd=ROOT, check=False)
+    assert done.returncode == 0
+    assert re.fullmatch(r"debrief \d+\.\d+\.\d+\S*\n", done.stdout.decode())
+
+
+async def test_serve_on_a_terminal_says_in_one_line_what_it_is_and_how_to_connect(tmp_path: Path) -> None:
+    main_fd, terminal_fd = pty.openpty()
+    try:
+        with anyio.fail_after(WAIT):
+            async with await anyio.open_process(
+                [sys.executable, "-m", "debrief.server", "serve"],
+                env=environment(tmp_path),
+                cwd=ROOT,
+                stdin=terminal_fd,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            ) as process:
+                assert process.stderr is not None and process.stdout is not None
+                first = b""
+                async for chunk in process.stderr:
+                    first += chunk
+                    if b"\n" in first:
+                        break
+                process.send_signal(signal.SIGINT)
+                await process.wait()
+                rest = b"".join([chunk async for chunk in process.stderr]).decode()
+                stdout = b"".join([chunk async for chunk in process.stdout]).decode()
+    finally:
+        os.close(main_fd)
+        os.close(terminal_fd)
+    line = first.decode()
+    assert line.count("\n") == 1 and line.startswith("debrief serve speaks MCP on stdio")
+    assert "debrief config claude-desktop|cursor|vscode|claude-code" in line
+    assert rest == ""
+    assert stdout == ""
