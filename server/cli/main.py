@@ -15,8 +15,8 @@ import anyio
 
 from debrief.server.cli.flags import settings_from_flags
 from debrief.server.errors import DebriefError
-from debrief.server.version import package_version
 from debrief.server.settings import Settings
+from debrief.server.version import package_version
 
 logger = logging.getLogger("debrief")
 

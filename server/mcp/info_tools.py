@@ -60,5 +60,3 @@ def register_info_tools(server: MCPServer[AppState]) -> None:
         Call this before start_learning_run with a data_path or a model.
         """
         return server_info(ctx.request_context.lifespan_context.settings)
-
-
