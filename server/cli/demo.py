@@ -107,6 +107,8 @@ async def run_demo(
         seed=args.seed,
         instructions=instructions,
         max_completion_tokens=args.max_tokens,
+        # A small local model rambles to its context's end when let: summaries and plans need a few hundred tokens.
+        reflect_max_tokens=args.reflect_max_tokens,
         concurrency=2,
     )
     console.rule("[bold]Debrief demo")
@@ -215,6 +217,9 @@ def _options(demo: argparse.ArgumentParser) -> None:
     demo.add_argument("--group-size", type=int, default=4)
     demo.add_argument("--max-tokens", type=int, default=96, help="completion cap per attempt")
     demo.add_argument("-k", type=int, default=3, help="experiences retrieved per held-out problem")
+    demo.add_argument(
+        "--reflect-max-tokens", type=int, default=384, help="completion cap of summaries, advantages and plans"
+    )
     demo.add_argument(
         "--eval-temperature", type=float, default=0.3, help="sampling temperature of the held-out evaluation"
     )
