@@ -40,6 +40,7 @@ from debrief.server.learning.reflection_tasks import (
 )
 from debrief.server.learning.run_config import outcome_reflection_config
 from debrief.server.learning.runs import BackendProvider
+from debrief.server.learning.spend_ledger import SpendLedger
 from debrief.server.learning.utility import retire_after_outcome
 from debrief.server.settings import Settings
 from debrief.server.store.experience_store import ExperienceStore
@@ -72,6 +73,7 @@ class OutcomeBook:
         self._tasks = task_group
         self._root = settings.data_dir / "outcomes"
         self._reflecting = anyio.CapacityLimiter(1)
+        self._ledger = SpendLedger(settings.data_dir, settings.runs.daily_budget_usd)
         self._pending: dict[str, anyio.Event] = {}
         self._results: dict[str, Reflection] = {}
         self.tasks = ReflectionTaskBook(
@@ -244,8 +246,11 @@ class OutcomeBook:
         group_id = members[-1].group_id
         ids = [item.outcome_id for item in members]
         reflection = Reflection(group_id=group_id, namespace=namespace, outcome_ids=ids, status="failed", at=_now())
+        holder, spent = f"reflection-{ids[-1]}", 0.0
         try:
             async with self._reflecting:
+                # Reflections count against today's cap like runs do (see spend_ledger.py).
+                grant = await anyio.to_thread.run_sync(self._ledger.reserve, holder, None)
                 backends, _endpoint = await self._provider.backends(None)
                 report = await reflect_on_attempts(
                     task=members[-1].task,
@@ -262,14 +267,15 @@ class OutcomeBook:
                     library=StoreLibrary(self._store, namespace),
                     provenance=Provenance(kind="outcome", groups=[group_id], outcome_ids=ids),
                     reason=f"reflection on {len(ids)} recorded outcomes of one task ({group_id})",
-                    config=outcome_reflection_config(self._settings),
+                    config=outcome_reflection_config(self._settings, budget_usd=grant.budget_usd),
                 )
+                spent = report.tokens.cost_usd
             reflection.version = report.version
             reflection.applied = len(report.applied)
             reflection.rejected = [f"{item.stage}: {item.reason}" for item in report.rejected]
             reflection.error = report.error
             reflection.status = "failed" if report.error else ("applied" if report.applied else "no_change")
-        except (LearnerError, OSError) as error:
+        except (LearnerError, OSError, Conflict) as error:
             reflection.error = f"{type(error).__name__}: {error}"
             logger.warning("reflection on group %s failed: %s", group_id, reflection.error)
         except Exception as error:  # recorded, never lost; the server keeps serving
@@ -277,6 +283,7 @@ class OutcomeBook:
             reflection.error = f"{type(error).__name__}: {error}"
         finally:
             with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(self._ledger.release, holder, spent)
                 line = {"type": "reflection", "reflection": reflection.model_dump(mode="json")}
                 await anyio.to_thread.run_sync(self._append, namespace, line)
                 self._results[ids[-1]] = reflection

@@ -32,13 +32,12 @@ from debrief.server.learning.run_models import FINISHED, RESUMABLE, RunProgress,
 from debrief.server.learning.run_records import (
     RecordingCheckpoint,
     RunBook,
-    capped_budget_usd,
-    check_daily_cap,
     new_run_id,
     now,
     pid_alive,
     spent_today,
 )
+from debrief.server.learning.spend_ledger import SpendLedger
 from debrief.server.settings import Settings
 from debrief.server.store.experience_store import ExperienceStore
 from debrief.server.store.learner_library import StoreLibrary
@@ -69,6 +68,8 @@ class _Active:
     """Cancelled to take a queued run out of the queue at once."""
     lease: RunLease | None = None
     """This process's hold on the run: no other process runs it meanwhile (see leases.py)."""
+    spent_before: float = 0.0
+    """Dollars the run had spent before this process took it (already counted in the spend ledger)."""
 
     def touch(self) -> None:
         self.changed.set()
@@ -86,6 +87,7 @@ class RunManager:
         self._provider = provider
         self._tasks = task_group
         self._book = RunBook(settings.data_dir / "runs")
+        self._ledger = SpendLedger(settings.data_dir, settings.runs.daily_budget_usd)
         self._slots = anyio.CapacityLimiter(settings.runs.max_concurrent)
         self._active: dict[str, _Active] = {}
 
@@ -278,7 +280,7 @@ class RunManager:
             raise InvalidInput(f"verifier {spec!r} is not usable: {error}") from error
 
     async def _check_daily_cap(self) -> None:
-        check_daily_cap(self._settings.runs.daily_budget_usd, await self.spent_today())
+        await anyio.to_thread.run_sync(self._ledger.check)
 
     def _agent_servers(self, request: RunRequest) -> dict[str, McpServerEntry] | None:
         """The operator's tool servers for an agent-mode run (a client never names servers or commands)."""
@@ -351,7 +353,7 @@ class RunManager:
         return problems
 
     def _launch(self, record: RunRecord, problems: Sequence[Problem], lease: RunLease | None = None) -> None:
-        active = _Active(record=record, lease=lease)
+        active = _Active(record=record, lease=lease, spent_before=record.progress.cost_usd)
         self._active[record.run_id] = active
         self._tasks.start_soon(self._execute, active, list(problems), name=record.run_id)
 
@@ -385,6 +387,8 @@ class RunManager:
                 record.owner_pid = None
                 record.version_after = await self._store.version(record.namespace)
                 await anyio.to_thread.run_sync(self._save, record)
+                spent = record.progress.cost_usd - active.spent_before
+                await anyio.to_thread.run_sync(self._ledger.release, record.run_id, spent)
                 self._active.pop(record.run_id, None)
                 if active.lease is not None:
                     active.lease.release()
@@ -394,7 +398,9 @@ class RunManager:
         record = active.record
         request = record.request
         assert request is not None, "only runs started over MCP run here"
-        spent = await self.spent_today() - record.progress.cost_usd
+        # Today's cap holds across runs and processes: the run holds its share of it in the ledger while it runs.
+        wanted = None if record.budget_usd is None else max(record.budget_usd - active.spent_before, 0.0)
+        grant = await anyio.to_thread.run_sync(self._ledger.reserve, record.run_id, wanted)
         backends, endpoint = await self._provider.backends(record.model)
         record.model = record.model or _model_name(endpoint, backends)
         record.status = "running"
@@ -409,7 +415,7 @@ class RunManager:
             request,
             run_id=record.run_id,
             budget_tokens=record.budget_tokens,
-            budget_usd=capped_budget_usd(self._settings.runs.daily_budget_usd, spent, record.budget_usd),
+            budget_usd=None if grant.budget_usd is None else active.spent_before + grant.budget_usd,
         )
 
         def on_event(event: ProgressEvent) -> None:
