@@ -56,7 +56,8 @@ def addition(rng: random.Random) -> tuple[str, str]:
 def policy(request: ChatRequest, choice: int) -> str:
     question = next(message.content for message in request.messages if message.role == "user")
     a, b = (int(word) for word in question.split("?")[0].split() if word.isdigit())
-    rng = random.Random(zlib.crc32(question.encode()) + (request.seed or 0) + choice)
+    problem = question.split("?")[0]  # only the problem seeds the draw: both placements get the same attempts
+    rng = random.Random(zlib.crc32(problem.encode()) + (request.seed or 0) + choice)
     value = a + b if rng.random() < 0.5 else a + b + 100
     return f"First I add the ones, then the tens, then the hundreds of {a} and {b}. " * 4 + f"\\boxed{{{value}}}"
 

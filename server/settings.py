@@ -114,6 +114,12 @@ class ModelSettings(BaseSettings):
         description="Models a client may pick for a learning run besides the configured one (env: "
         "comma-separated DEBRIEF_ALLOWED_MODELS); empty: only the configured one.",
     )
+    context_tokens: int | None = Field(
+        default=None,
+        ge=256,
+        description="The model's context window in tokens, if known: caps max_tokens to what fits after the prompt "
+        "and sizes the attempt text one reflection call reads.",
+    )
     local_path: Path | None = Field(
         default=None,
         validation_alias=AliasChoices("DEBRIEF_LOCAL_MODEL_PATH"),
@@ -182,6 +188,18 @@ class RunSettings(BaseSettings):
         ge=1,
         description="Model requests in flight at once within one run (MCP runs, outcome reflections, and the "
         "default of `debrief learn --concurrency`); unset: the learner's default.",
+    )
+    # Model-request behaviour of runs (issue 10/14, helper "learner").
+    request_timeout: float = Field(
+        default=600.0, gt=0, description="Seconds one model request may take; a timeout is retried like a 5xx."
+    )
+    max_retries: int = Field(
+        default=6, ge=0, le=20, description="Retries of a transient model failure (5xx, 408/409/429, timeout)."
+    )
+    adaptive_concurrency: bool = Field(
+        default=True,
+        description="Halve the requests in flight on 429/503 and grow back while healthy; false pins them at "
+        "the concurrency.",
     )
     agent_mcp_config: Path | None = Field(
         default=None,

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import anyio
 
 from debrief.learner.backend import Backends
+from debrief.learner.config import RunConfig
 from debrief.learner.openai_backend import OpenAIBackend
 from debrief.server.backends.endpoint_check import check_endpoint
 from debrief.server.errors import InvalidInput, ModelRequestsRefused
@@ -113,7 +114,15 @@ class ModelProvider:
     def _backend(self, endpoint: Endpoint, model: str) -> OpenAIBackend:
         key = (endpoint.base_url, model)
         if key not in self._backends:
-            self._backends[key] = OpenAIBackend(model=model, base_url=endpoint.base_url, api_key=endpoint.api_key)
+            runs = self._settings.runs
+            self._backends[key] = OpenAIBackend(
+                model=model,
+                base_url=endpoint.base_url,
+                api_key=endpoint.api_key,
+                # the run's Caller enforces the request timeout; the HTTP one is a backstop just beyond it
+                timeout=runs.request_timeout + 5.0,
+                max_connections=runs.concurrency or RunConfig.model_fields["concurrency"].default,
+            )
         return self._backends[key]
 
     async def aclose(self) -> None:

@@ -33,6 +33,7 @@ from debrief.learner import (
     load_jsonl,
     run_learning,
 )
+from debrief.learner.report import fates
 from debrief.learner.sources import data_verifier, is_named_source, load_source
 from debrief.learner.validation import ValidationGate
 from debrief.server.backends.mcp_tools import McpServerEntry, agent_tools, load_mcp_servers
@@ -105,7 +106,13 @@ async def learn_with_progress(
 
 def step_table(report: RunReport) -> Table:
     """One row per step: reward, groups kept, experiences added/modified/merged/deleted, tokens, cost, time."""
-    table = Table(title=f"run {report.run_id}: {report.stop_reason}")
+    title = f"run {report.run_id}: {report.status}"
+    if report.failed_groups or report.pending_operations or report.failed_consolidations:
+        title += (
+            f" ({len(report.failed_groups)} groups still failed, {len(report.pending_operations)} proposals pending, "
+            f"{report.failed_consolidations} failed consolidations; resume to retry)"
+        )
+    table = Table(title=title)
     for column in (
         "step",
         "epoch",
@@ -116,6 +123,8 @@ def step_table(report: RunReport) -> Table:
         "merged",
         "deleted",
         "rejected",
+        "fates a/m/d/r/p",
+        "retried",
         "tokens",
         "cost $",
         "secs",
@@ -141,6 +150,8 @@ def step_table(report: RunReport) -> Table:
             str(kinds["merge"]),
             str(kinds["delete"]),
             str(len(step.rejected)),
+            fates(step),
+            str(step.retried_requests),
             f"{step.total.prompt_tokens + step.total.completion_tokens:,}",
             f"{step.total.cost_usd:.4f}",
             f"{step.wall_seconds:.1f}",
@@ -267,6 +278,14 @@ def _learn(args: argparse.Namespace) -> int:
                 budget_usd=capped_budget_usd(cap, spent, args.budget_usd),
                 agent=args.agent or None,
                 max_turns=args.max_turns,
+                max_completion_tokens=args.max_tokens,
+                reflect_max_tokens=args.reflect_max_tokens,
+                top_p=args.top_p,
+                rollout_temperature=args.temperature,
+                placement=args.placement,
+                instructions=args.instructions,
+                reflection_input=args.reflection_input,
+                request_timeout=args.request_timeout,
             )
             # Agent mode: the tool servers start once for the run, before its first attempt.
             tools = await exits.enter_async_context(
@@ -367,6 +386,30 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def add_generation_flags(parser: argparse.ArgumentParser) -> None:
+    """Sampling and reflection flags of ``learn`` (issue 10); unset flags keep the learner's defaults."""
+    generation = parser.add_argument_group("generation", "sampling and reflection (defaults: the paper's)")
+    generation.add_argument("--max-tokens", type=_at_least(1), default=None, help="completion cap per attempt (16384)")
+    generation.add_argument(
+        "--reflect-max-tokens", type=_at_least(1), default=None, help="completion cap of reflection calls (16384)"
+    )
+    generation.add_argument("--top-p", type=_positive_float, default=None, help="nucleus sampling of attempts")
+    generation.add_argument("--temperature", type=float, default=None, help="sampling temperature of attempts (0.7)")
+    generation.add_argument(
+        "--placement", choices=("system", "user"), default=None, help="experiences in the system or user turn"
+    )
+    generation.add_argument("--instructions", default=None, help="instructions to the policy")
+    generation.add_argument(
+        "--reflection-input",
+        choices=("auto", "summaries"),
+        default=None,
+        help="auto: read groups whole when they fit (default); summaries: summarize every attempt first",
+    )
+    generation.add_argument(
+        "--request-timeout", type=_positive_float, default=None, help="seconds one model request may take (600)"
+    )
+
+
 def add_agent_flags(parser: argparse.ArgumentParser) -> None:
     """The agent-mode flags, shared by ``learn`` and ``eval``."""
     agent = parser.add_argument_group("agent mode", "attempts as multi-turn loops that call tools")
@@ -419,4 +462,5 @@ def register(commands: Any, common: Callable[[argparse.ArgumentParser], None]) -
     learn.add_argument("--resume", default=None, metavar="RUN_ID", help="continue a stopped run")
     add_gate_options(learn)
     add_agent_flags(learn)
+    add_generation_flags(learn)
     learn.set_defaults(handler=_learn)

@@ -34,6 +34,11 @@ def run_config(settings: Settings, **choices: Any) -> RunConfig:
     fields: dict[str, Any] = {"prices": price_table(settings)}
     if settings.runs.concurrency is not None:
         fields["concurrency"] = settings.runs.concurrency
+    fields["request_timeout"] = settings.runs.request_timeout
+    fields["max_retries"] = settings.runs.max_retries
+    fields["adaptive_concurrency"] = settings.runs.adaptive_concurrency
+    if settings.models.context_tokens is not None:
+        fields["context_tokens"] = settings.models.context_tokens
     fields.update({name: value for name, value in choices.items() if value is not None})
     return RunConfig(**fields)
 
@@ -54,6 +59,12 @@ def request_run_config(
         budget_usd=budget_usd,
         agent=request.agent or None,
         max_turns=request.max_turns,
+        max_completion_tokens=request.max_tokens,
+        top_p=request.top_p,
+        rollout_temperature=request.temperature,
+        placement=request.placement,
+        max_operations=request.max_operations,
+        instructions=request.instructions,
     )
 
 

@@ -13,9 +13,10 @@ from debrief.learner.records import StepRecord
 from debrief.server.learning.gated import KeptVersion
 from debrief.server.store.models import Namespace
 
-RunStatus = Literal["queued", "running", "succeeded", "failed", "cancelled", "interrupted"]
-FINISHED: frozenset[str] = frozenset({"succeeded", "failed", "cancelled", "interrupted"})
-RESUMABLE: frozenset[str] = frozenset({"failed", "cancelled", "interrupted"})
+RunStatus = Literal["queued", "running", "succeeded", "incomplete", "failed", "cancelled", "interrupted"]
+"""``incomplete``: every step ran but groups still failed or proposals are still pending (resume retries them)."""
+FINISHED: frozenset[str] = frozenset({"succeeded", "incomplete", "failed", "cancelled", "interrupted"})
+RESUMABLE: frozenset[str] = frozenset({"incomplete", "failed", "cancelled", "interrupted"})
 
 
 class ProblemIn(BaseModel):
@@ -71,6 +72,17 @@ class RunRequest(BaseModel):
         description="Agent mode: attempts are multi-turn loops calling the tools this server's operator configured.",
     )
     max_turns: int | None = Field(default=None, ge=1, le=100, description="Agent mode: model replies per attempt.")
+    # Generation settings (issue 10); None keeps the learner's default.
+    max_tokens: int | None = Field(
+        default=None, ge=16, le=131_072, description="Completion cap per attempt (default 16,384, fitted to context)."
+    )
+    top_p: float | None = Field(default=None, gt=0, le=1, description="Nucleus sampling of attempts.")
+    temperature: float | None = Field(default=None, ge=0, le=2, description="Sampling temperature of attempts (0.7).")
+    placement: Literal["system", "user"] | None = Field(
+        default=None, description="Experiences in the system prompt (default) or after the problem in the user turn."
+    )
+    max_operations: int | None = Field(default=None, ge=1, le=5, description="Most edits one group may propose (1).")
+    instructions: str | None = Field(default=None, min_length=1, max_length=4000, description="Policy instructions.")
 
     @model_validator(mode="after")
     def _one_source(self) -> RunRequest:
@@ -129,6 +141,11 @@ class RunRecord(BaseModel):
     steps: list[StepRecord] = Field(default_factory=list)
     stop_reason: str | None = Field(default=None, description="finished | budget | cancelled, or why it failed.")
     error: str | None = None
+    failed_groups: list[str] = Field(
+        default_factory=list, description="Problems whose groups still failed at the end (a resume retries them)."
+    )
+    failed_consolidations: int = Field(default=0, description="Consolidations that failed during the run.")
+    retried_requests: int = Field(default=0, description="Model requests retried after a transient failure.")
     version_before: int | None = Field(default=None, description="Library version when the run started.")
     version_after: int | None = Field(default=None, description="Library version when the run ended.")
     budget_tokens: int | None = None

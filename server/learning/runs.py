@@ -451,6 +451,11 @@ class RunManager:
         record.stop_reason = report.stop_reason
         record.error = report.stop_detail if report.stop_reason == "budget" else None
         record.status = "cancelled" if report.stop_reason == "cancelled" else "succeeded"
+        if report.status == "incomplete":
+            record.status = "incomplete"  # groups still failed or proposals still pending: nothing is hidden
+        record.failed_groups = report.failed_groups
+        record.failed_consolidations = report.failed_consolidations
+        record.retried_requests = report.retried_requests
         record.progress.prompt_tokens = report.total.prompt_tokens
         record.progress.completion_tokens = report.total.completion_tokens
         record.progress.cost_usd = report.total.cost_usd

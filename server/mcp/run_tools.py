@@ -1,6 +1,6 @@
 """MCP tools that start, watch, cancel and resume learning runs."""
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
@@ -73,6 +73,23 @@ def register_run_tools(server: MCPServer[AppState]) -> None:
             bool, Field(description="Attempts call the tools the server's operator configured, until they answer.")
         ] = False,
         max_turns: Annotated[int | None, Field(ge=1, le=100, description="Agent mode: replies per attempt.")] = None,
+        max_tokens: Annotated[
+            int | None, Field(ge=16, le=131_072, description="Completion cap per attempt (default 16,384).")
+        ] = None,
+        top_p: Annotated[float | None, Field(gt=0, le=1, description="Nucleus sampling of attempts.")] = None,
+        temperature: Annotated[
+            float | None, Field(ge=0, le=2, description="Sampling temperature of attempts (default 0.7).")
+        ] = None,
+        placement: Annotated[
+            Literal["system", "user"] | None,
+            Field(description="Experiences in the system prompt (default) or after the problem in the user turn."),
+        ] = None,
+        max_operations: Annotated[
+            int | None, Field(ge=1, le=5, description="Most library edits one group may propose (default 1).")
+        ] = None,
+        instructions: Annotated[
+            str | None, Field(min_length=1, max_length=4000, description="Instructions to the policy.")
+        ] = None,
     ) -> RunRecord:
         """Start learning experiences from training problems (Training-Free GRPO) in the background.
 
@@ -100,6 +117,12 @@ def register_run_tools(server: MCPServer[AppState]) -> None:
                     keep_best=keep_best,
                     agent=agent,
                     max_turns=max_turns,
+                    max_tokens=max_tokens,
+                    top_p=top_p,
+                    temperature=temperature,
+                    placement=placement,
+                    max_operations=max_operations,
+                    instructions=instructions,
                 )
             except ValidationError as error:
                 problems_found = "; ".join(str(item["msg"]) for item in error.errors())

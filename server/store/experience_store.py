@@ -299,6 +299,11 @@ class ExperienceStore(StoreCore):
             counted += await self._bump(namespace, increments)
         return counted
 
+    async def add_counts(self, namespace: str, counts: dict[str, tuple[int, int]]) -> builtins.list[str]:
+        """Add ``(helpful, harmful)`` counts to experiences of ``namespace`` (a learning step's credit)."""
+        increments = {key: {"helpful": helpful, "harmful": harmful} for key, (helpful, harmful) in counts.items()}
+        return await self._bump(namespace, increments) if increments else []
+
     # ---- history -----------------------------------------------------------------------------------
 
     async def history(self, namespace: str, *, since_version: int = 0, limit: int = 100) -> builtins.list[Change]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from debrief.learner.library import ApplyResult, LibraryEntry, Provenance
+from debrief.learner.library import ApplyResult, ExperienceCredit, LibraryEntry, Provenance
 from debrief.learner.operations import Operation
 from debrief.server.errors import InvalidInput
 from debrief.server.store.experience_store import ExperienceStore
@@ -38,6 +38,15 @@ class StoreLibrary:
     async def apply(self, operations: Sequence[Operation], *, provenance: Provenance, reason: str) -> ApplyResult:
         """Apply operations as one ``learn`` change and return the new version."""
         return await self._store.apply(self.namespace, operations, provenance=provenance, reason=reason)
+
+    async def credit(self, credits: Sequence[ExperienceCredit], *, provenance: Provenance) -> None:
+        """Add a step's group-contrast credit to the helpful/harmful counters (:class:`CreditSink`).
+
+        The provenance (run, step, groups) stays with the step record in the run record; the counters hold sums.
+        """
+        await self._store.add_counts(
+            self.namespace, {item.experience_id: (item.helpful, item.harmful) for item in credits}
+        )
 
     async def applied_version(self, run_id: str, step: int) -> int | None:
         """The version a ``learn`` change of ``run_id`` at ``step`` made, if any (for resuming a run)."""
