@@ -33,6 +33,7 @@ pytestmark = pytest.mark.anyio
 def test_embedder() -> Embedder:
     return HashEmbedder()
 
+
 FULL = "full-access-token-5b1e0f"
 MATH_READ = "math-read-token-9c2d7a41"
 MATH_WRITE = "math-write-token-3e8f6b20"

@@ -20,8 +20,8 @@ from debrief.server.learning.spend_ledger import SpendLedger
 from debrief.server.mcp.app import create_server
 from debrief.server.settings import ModelSettings, OutcomeSettings, PriceSettings, RunSettings, Settings
 from tests.learner.scripted import policy
-from tests.server.test_runs import ScriptedProvider, problems
-from tests.server.test_tools import call
+from tests.support.mcp_calls import call
+from tests.support.runs import ScriptedProvider, problems
 
 pytestmark = pytest.mark.anyio
 
@@ -114,8 +114,6 @@ async def test_outcome_reflections_count_against_the_daily_cap(tmp_path: Path, t
     async with Client(create_server(settings, embedder=test_embedder, provider=ScriptedProvider(settings))) as client:
         base = {"namespace": "math", "task": "Add 47 and 38.", "task_key": "sum"}
         await call(client, "record_outcome", **base, attempt="I said 75.", outcome="failure")
-        result = await call(
-            client, "record_outcome", **base, attempt="I said 85.", outcome="success", wait_seconds=30
-        )
+        result = await call(client, "record_outcome", **base, attempt="I said 85.", outcome="success", wait_seconds=30)
     assert result["reflection"] in ("applied", "no_change")
     assert SpendLedger(settings.data_dir, 5.0).spent_on(datetime.now(UTC).date()) > 0
