@@ -19,6 +19,7 @@ from debrief.server.cli.flags import settings_from_flags
 from debrief.server.errors import InvalidInput
 
 ClientName = Literal["claude-desktop", "cursor", "vscode", "claude-code"]
+Scope = Literal["project", "user"]
 CLIENTS: tuple[ClientName, ...] = get_args(ClientName)
 SERVER_NAME = "debrief"
 DEFAULT_URL = "http://127.0.0.1:8000/mcp"
@@ -111,7 +112,7 @@ def config_document(client: ClientName, target: Target) -> dict[str, Any]:
     return {servers_key(client): {SERVER_NAME: server_entry(client, target)}}
 
 
-def claude_code_command(target: Target, scope: str = "user") -> list[str]:
+def claude_code_command(target: Target, scope: Scope = "user") -> list[str]:
     """The ``claude mcp add`` command line that registers Debrief with Claude Code."""
     if isinstance(target, StdioTarget):
         return [
@@ -125,10 +126,10 @@ def claude_code_command(target: Target, scope: str = "user") -> list[str]:
     return command
 
 
-def render(client: ClientName, target: Target) -> str:
-    """The snippet to show: JSON for the editor clients, a command line for Claude Code."""
+def render(client: ClientName, target: Target, scope: Scope = "user") -> str:
+    """The snippet to show: JSON for the editor clients, a command line for Claude Code (in ``scope``)."""
     if client == "claude-code":
-        return shlex.join(claude_code_command(target)) + "\n"
+        return shlex.join(claude_code_command(target, scope)) + "\n"
     return json.dumps(config_document(client, target), indent=2) + "\n"
 
 
@@ -139,8 +140,14 @@ def default_config_path(
     home: Path | None = None,
     environ: Mapping[str, str] | None = None,
     cwd: Path | None = None,
+    scope: Scope | None = None,
 ) -> Path:
-    """Where the client reads its MCP servers by default on this platform."""
+    """Where the client reads its MCP servers on this platform, in ``scope`` (default: the client's usual one).
+
+    Claude Code: ``user`` is ``~/.claude.json`` (what ``claude mcp add --scope user`` writes), ``project`` the
+    project's ``.mcp.json``. VS Code: ``project`` is the workspace's ``.vscode/mcp.json``, ``user`` the user
+    profile's ``mcp.json``. Claude Desktop and Cursor have one global file.
+    """
     platform = platform or sys.platform
     home = home or Path.home()
     environ = os.environ if environ is None else environ
@@ -157,8 +164,27 @@ def default_config_path(
     if client == "cursor":
         return home / ".cursor" / "mcp.json"  # global: every project sees the same memory
     if client == "vscode":
-        return cwd / ".vscode" / "mcp.json"
-    return cwd / ".mcp.json"  # Claude Code's project-scope file
+        if scope != "user":
+            return cwd / ".vscode" / "mcp.json"
+        return _vscode_user_dir(platform, home, environ) / "mcp.json"
+    if scope == "project":
+        return cwd / ".mcp.json"  # Claude Code's project scope: meant to be shared, so no machine paths
+    return home / ".claude.json"  # Claude Code's user scope, where `claude mcp add --scope user` writes
+
+
+def _vscode_user_dir(platform: str, home: Path, environ: Mapping[str, str]) -> Path:
+    if platform == "darwin":
+        return home / "Library" / "Application Support" / "Code" / "User"
+    if platform.startswith("win"):
+        appdata = environ.get("APPDATA")
+        return (Path(appdata) if appdata else home / "AppData" / "Roaming") / "Code" / "User"
+    config_home = environ.get("XDG_CONFIG_HOME")
+    return (Path(config_home) if config_home else home / ".config") / "Code" / "User"
+
+
+def default_scope(client: ClientName) -> Scope:
+    """The scope ``debrief config CLIENT`` uses without ``--scope``: user for Claude Code, project for VS Code."""
+    return "project" if client == "vscode" else "user"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -363,7 +389,7 @@ def _config_hooks(args: argparse.Namespace) -> int:
     if not isinstance(target, StdioTarget):
         raise InvalidInput("--hooks asks the local server on its data dir: drop --http/--url (hooks use loopback)")
     commands = hook_commands(target.data_dir, record_turns=args.record_turns)
-    path = Path(args.write).expanduser() if args.write else claude_settings_path(args.scope)
+    path = Path(args.write).expanduser() if args.write else claude_settings_path(args.scope or "project")
     result = merge_hooks(path, commands)
     if not result.changed:
         print(f"{path} already has Debrief's hooks; nothing to do", file=sys.stderr)
@@ -382,15 +408,25 @@ def _config(args: argparse.Namespace) -> int:
     if getattr(args, "hooks", False):
         return _config_hooks(args)
     target = target_from_args(args)
+    scope: Scope = args.scope or default_scope(client)
+    if args.scope is not None and client in ("claude-desktop", "cursor"):
+        raise InvalidInput(f"{client} has one config file for every project: drop --scope")
     if args.write is None:
-        sys.stdout.write(render(client, target))
+        sys.stdout.write(render(client, target, scope))
+        if client == "vscode":
+            print(
+                f"add it to {default_config_path(client, scope='project')} (this workspace) or "
+                f"{default_config_path(client, scope='user')} (every workspace: --scope user); "
+                "--write does it for you",
+                file=sys.stderr,
+            )
         if isinstance(target, HttpTarget):
             print(
                 "start the server with: debrief serve --http (set DEBRIEF_HTTP_TOKENS to serve beyond loopback)",
                 file=sys.stderr,
             )
         return 0
-    path = Path(args.write).expanduser() if args.write else default_config_path(client)
+    path = Path(args.write).expanduser() if args.write else default_config_path(client, scope=scope)
     secret = isinstance(target, HttpTarget) and bool(target.token)
     result = merge_into(path, client, server_entry(client, target), force=args.force, secret=secret)
     if not result.changed:
@@ -398,6 +434,12 @@ def _config(args: argparse.Namespace) -> int:
         return 0
     saved = f" (previous file saved as {result.backup})" if result.backup else ""
     print(f"wrote the {SERVER_NAME!r} server into {path}{saved}; restart {client} to load it", file=sys.stderr)
+    if client == "claude-code" and scope == "project" and isinstance(target, StdioTarget):
+        print(
+            f"note: {path} is the project's shared file and now holds this machine's paths; for yourself only, "
+            "use the default --scope user",
+            file=sys.stderr,
+        )
     if isinstance(target, HttpTarget) and target.token:
         print(f"note: {path} now holds the bearer token (mode 0600); keep it out of version control", file=sys.stderr)
     return 0
@@ -452,7 +494,9 @@ def register(commands: Any, common: Callable[[argparse.ArgumentParser], None]) -
     config.add_argument(
         "--scope",
         choices=["project", "user"],
-        default="project",
-        help="with --hooks: .claude/settings.json in this project (default) or ~/.claude/settings.json",
+        default=None,
+        help="claude-code: user (default: ~/.claude.json, the scope the printed `claude mcp add` uses) or project "
+        "(.mcp.json here, meant to be shared); vscode: project (default: .vscode/mcp.json) or user (the profile's "
+        "mcp.json); with --hooks: .claude/settings.json in this project (default) or ~/.claude/settings.json",
     )
     config.set_defaults(handler=_config)

@@ -21,6 +21,7 @@ from debrief.server.cli.client_config import (
     CLIENTS,
     ClientName,
     HttpTarget,
+    Scope,
     StdioTarget,
     default_config_path,
     merge_into,
@@ -137,7 +138,7 @@ def test_token_without_http_is_refused(capsys: pytest.CaptureFixture[str]) -> No
         ("claude-desktop", "linux", "home/.config/Claude/claude_desktop_config.json"),
         ("cursor", "linux", "home/.cursor/mcp.json"),
         ("vscode", "darwin", "project/.vscode/mcp.json"),
-        ("claude-code", "linux", "project/.mcp.json"),
+        ("claude-code", "linux", "home/.claude.json"),
     ],
 )
 def test_default_config_path_follows_the_client_and_platform(
@@ -381,3 +382,73 @@ def test_a_config_without_a_token_keeps_the_usual_mode(tmp_path: Path, capsys: p
     finally:
         os.umask(old)
     assert path.stat().st_mode & 0o777 == 0o644
+
+
+@pytest.mark.parametrize(
+    ("client", "scope", "platform", "expected"),
+    [
+        ("claude-code", "user", "linux", "home/.claude.json"),
+        ("claude-code", "project", "linux", "project/.mcp.json"),
+        ("vscode", "project", "linux", "project/.vscode/mcp.json"),
+        ("vscode", "user", "linux", "home/.config/Code/User/mcp.json"),
+        ("vscode", "user", "darwin", "home/Library/Application Support/Code/User/mcp.json"),
+        ("vscode", "user", "win32", "appdata/Code/User/mcp.json"),
+    ],
+)
+def test_each_scope_has_its_own_config_file(
+    client: ClientName, scope: Scope, platform: str, expected: str, tmp_path: Path
+) -> None:
+    path = default_config_path(
+        client,
+        platform=platform,
+        home=tmp_path / "home",
+        environ={"APPDATA": str(tmp_path / "appdata")},
+        cwd=tmp_path / "project",
+        scope=scope,
+    )
+    assert path == tmp_path / expected
+
+
+@pytest.mark.parametrize("scope", [None, "user", "project"])
+def test_claude_code_write_uses_the_scope_the_printed_command_names(
+    scope: str | None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    home, project = tmp_path / "home", tmp_path / "project"
+    project.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(project)
+    flags = ["--data-dir", str(tmp_path / "data"), *(["--scope", scope] if scope else [])]
+    code, printed, _ = run_config(["claude-code", *flags], capsys)
+    assert code == 0
+    argv = shlex.split(printed)
+    named = argv[argv.index("--scope") + 1]
+    assert named == (scope or "user")
+    code, _, told = run_config(["claude-code", *flags, "--write"], capsys)
+    assert code == 0
+    written = home / ".claude.json" if named == "user" else project / ".mcp.json"
+    other = project / ".mcp.json" if named == "user" else home / ".claude.json"
+    entry = json.loads(written.read_text(encoding="utf-8"))["mcpServers"]["debrief"]
+    assert not other.exists()
+    assert [entry["command"], *entry["args"]] == argv[argv.index("--") + 1 :]
+    assert entry["env"]["DEBRIEF_DATA_DIR"] == str(tmp_path / "data")
+    assert ("holds this machine's paths" in told) == (named == "project")
+
+
+def test_vscode_user_scope_writes_the_profile_mcp_json_and_the_snippet_names_both_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("XDG_CONFIG_HOME", raising=False)
+    monkeypatch.chdir(tmp_path)
+    _, _, hint = run_config(["vscode", "--data-dir", str(tmp_path / "data")], capsys)
+    assert ".vscode/mcp.json" in hint and "Code/User/mcp.json" in hint
+    code, _, _ = run_config(["vscode", "--data-dir", str(tmp_path / "data"), "--scope", "user", "--write"], capsys)
+    assert code == 0
+    written = tmp_path / "home" / ".config" / "Code" / "User" / "mcp.json"
+    assert json.loads(written.read_text(encoding="utf-8"))["servers"]["debrief"]["type"] == "stdio"
+    assert not (tmp_path / ".vscode").exists()
+
+
+def test_scope_is_refused_for_clients_with_one_global_file(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(InvalidInput, match="drop --scope"):
+        run_config(["cursor", "--scope", "user"], capsys)
