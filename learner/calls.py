@@ -37,9 +37,7 @@ class RetryPolicy:
     @classmethod
     def of(cls, config: RunConfig) -> RetryPolicy:
         """The retry settings of a run."""
-        return cls(
-            max_retries=config.max_retries, backoff=config.retry_backoff, request_timeout=config.request_timeout
-        )
+        return cls(max_retries=config.max_retries, backoff=config.retry_backoff, request_timeout=config.request_timeout)
 
     def delay(self, attempt: int, error: BackendError) -> float:
         """The wait before retry ``attempt + 1``: ``Retry-After`` when the endpoint gave a usable one."""
