@@ -135,7 +135,7 @@ async def run_learning(  # noqa: C901 - the epoch loop: resume, budgets, cancel 
     state = await checkpoint.load() if checkpoint is not None else None
     if state is None:
         state = RunState(run_id=config.run_id, config=config.resume_key())
-    elif state.config != config.resume_key():
+    elif not _same_run(state.config, config):
         raise ConfigError(f"the checkpoint holds run {state.run_id!r} with other settings; use a fresh checkpoint")
     run_id = state.run_id
     progress = _Progress(run_id, len(plan), sum(len(step.indices) for step in plan) * config.group_size, on_event)
@@ -244,6 +244,23 @@ async def run_learning(  # noqa: C901 - the epoch loop: resume, budgets, cancel 
     report = _report(state, len(plan), stop, time.monotonic() - started)
     progress.emit("run_finished", report.stop_reason)
     return report
+
+
+def _same_run(saved: dict[str, object], config: RunConfig) -> bool:
+    """Whether ``config`` continues the run whose settings were saved.
+
+    A setting added to ``RunConfig`` after the run was saved is missing from it: it matches when ``config`` keeps
+    that setting's default, so runs checkpointed by an older version still resume.
+    """
+    current = config.resume_key()
+    defaults = RunConfig.model_construct().model_dump(mode="json")
+    for name, value in current.items():
+        if name in saved:
+            if saved[name] != value:
+                return False
+        elif value != defaults.get(name):
+            return False
+    return set(saved) <= set(current)
 
 
 def _role(name: str) -> Role:

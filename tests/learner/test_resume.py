@@ -269,3 +269,25 @@ async def test_a_crash_around_a_steps_apply_is_resumed_with_the_step_applied_onc
     assert len(resumed_policy.calls) == 8 * 3, "the interrupted step's calls were not redone"
     assert resumed.stop_reason == "finished" and len(resumed.steps) == 4
     assert checkpoint.state is not None and checkpoint.state.applying is None
+
+
+async def test_a_run_checkpointed_before_a_setting_existed_resumes_when_that_setting_keeps_its_default() -> None:
+    checkpoint = MemoryCheckpoint()
+    crashed = False
+    try:
+        await run(
+            InMemoryLibrary(), checkpoint, crashing("rollout", 3, FunctionBackend(policy)), FunctionBackend(reflector())
+        )
+    except* Crash:
+        crashed = True
+    assert crashed and checkpoint.state is not None
+    older = dict(checkpoint.state.config)
+    del older["placement"], older["top_p"]  # as saved by a version without these settings
+    checkpoint.state = checkpoint.state.model_copy(update={"config": older})
+
+    resumed = await run(InMemoryLibrary(), checkpoint, FunctionBackend(policy), FunctionBackend(reflector()))
+    assert resumed.stop_reason == "finished"
+
+    checkpoint.state = checkpoint.state.model_copy(update={"config": {**older, "group_size": 3}})
+    with pytest.raises(ConfigError, match="other settings"):
+        await run(InMemoryLibrary(), checkpoint, FunctionBackend(policy), FunctionBackend(reflector()))
