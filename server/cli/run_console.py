@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from rich.console import Console
 
 from debrief.learner import RunReport
+from debrief.server.learning.verdict import every_group_failed, failed_problems
 
 EXIT_FAILED = 1
 LINE_LIMIT = 300
@@ -78,29 +79,18 @@ class Verdict:
 
 def run_verdict(report: RunReport) -> Verdict:
     """``failed`` (non-zero exit) when no group of the run got through; otherwise the learner's own status."""
-    # A failed group is retried in a later step (or on resume): judge each problem by its last group.
-    last = {group.problem_id: group for step in report.steps for group in step.groups}
-    seen = len(last)
-    failed = sum(1 for group in last.values() if group.error)
-    errors = [group.error for group in last.values() if group.error]
-    if seen and failed == seen:
-        sample = f"; first error: {errors[0]}" if errors else ""
-        return Verdict(
-            status="failed",
-            exit_code=EXIT_FAILED,
-            message=_short(
-                f"run {report.run_id} failed: the groups of all {seen} problems failed, nothing was learned{sample}"
-            ),
-        )
+    failure = every_group_failed(report)
+    if failure is not None:
+        return Verdict(status="failed", exit_code=EXIT_FAILED, message=f"run {report.run_id} failed: {failure}")
+    failed, seen, first_error = failed_problems(report)
     # ``status`` is the learner's truthful summary where it gives one (succeeded / incomplete / budget / cancelled).
     status = str(getattr(report, "status", report.stop_reason))
     if status == "finished":
         status = "succeeded"
     detail: list[str] = []
     if failed:
-        detail.append(
-            f"the groups of {failed} of {seen} problems failed" + (f" (first error: {errors[0]})" if errors else "")
-        )
+        error = f" (first error: {first_error})" if first_error else ""
+        detail.append(f"the groups of {failed} of {seen} problems failed{error}")
     if report.stop_detail:
         detail.append(report.stop_detail)
     message = f"run {report.run_id} {status}" + (": " + "; ".join(detail) if detail else "")

@@ -38,6 +38,7 @@ from debrief.server.learning.run_records import (
     spent_today,
 )
 from debrief.server.learning.spend_ledger import SpendLedger
+from debrief.server.learning.verdict import every_group_failed
 from debrief.server.settings import Settings
 from debrief.server.store.experience_store import ExperienceStore
 from debrief.server.store.learner_library import StoreLibrary
@@ -456,6 +457,8 @@ class RunManager:
         record.failed_groups = report.failed_groups
         record.failed_consolidations = report.failed_consolidations
         record.retried_requests = report.retried_requests
+        if (failure := every_group_failed(report)) is not None:
+            record.status, record.error = "failed", failure  # ran to the end, but nothing got through
         record.progress.prompt_tokens = report.total.prompt_tokens
         record.progress.completion_tokens = report.total.completion_tokens
         record.progress.cost_usd = report.total.cost_usd

@@ -19,6 +19,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from debrief.learner.backend import ChatRequest
+from debrief.learner.errors import BackendError
 from debrief.server.backends.endpoint_check import EndpointUnavailable, check_endpoint
 from debrief.server.backends.provider import ModelProvider
 from debrief.server.embedding.embedder import Embedder
@@ -194,3 +196,18 @@ async def test_the_run_record_names_the_model_that_ran_when_the_client_named_non
         record = await finish(client, started["run_id"])
     assert started["model"] == "policy-model"
     assert record["model"] == "policy-model"
+
+
+async def test_a_run_over_mcp_in_which_every_group_failed_is_failed_and_says_why(
+    tmp_path: Path, test_embedder: Embedder
+) -> None:
+    def refusing(request: ChatRequest, choice: int) -> str:
+        raise BackendError("scripted refusal: the prompt is too long for this model")
+
+    settings = settings_for(tmp_path)
+    async with connect(settings, test_embedder, ScriptedProvider(settings, refusing)) as client:
+        started = await start(client, epochs=1)
+        record = await finish(client, started["run_id"])
+    assert record["status"] == "failed"
+    assert "the groups of all 8 problems failed" in record["error"]
+    assert "scripted refusal" in record["error"]
