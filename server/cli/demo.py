@@ -25,6 +25,7 @@ from debrief.server.cli.demo_session import run_session
 from debrief.server.cli.demo_tasks import generate_tasks
 from debrief.server.cli.flags import settings_from_flags
 from debrief.server.cli.learn import learn_with_progress, step_table
+from debrief.server.cli.run_console import nothing_learned
 from debrief.server.errors import InvalidInput
 from debrief.server.learning.run_config import run_config
 from debrief.server.settings import Settings
@@ -166,7 +167,7 @@ async def run_demo(
         for experience in library:
             console.print(f"[{experience.experience_id}] {experience.text}")
         if not library:
-            console.print("(nothing learned: no group had mixed results, or the model proposed no usable lesson)")
+            console.print(nothing_learned(report), highlight=False)
 
         table = Table(title="before / after (the same held-out problems and seeds)")
         for column in ("held-out", f"Mean@{args.samples}", f"Pass@{args.samples}", "prompt tok", "compl tok"):

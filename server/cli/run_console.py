@@ -117,3 +117,25 @@ def resume_command(argv: Sequence[str], run_id: str) -> str:
 def _short(text: str) -> str:
     text = " ".join(text.split())
     return text if len(text) <= LINE_LIMIT else text[:LINE_LIMIT] + "…"
+
+
+def nothing_learned(report: RunReport) -> str:
+    """Why a run left the library empty, in the facts the run recorded (groups mixed, edits proposed, rejected)."""
+    seen = sum(step.groups_seen for step in report.steps)
+    kept = sum(step.groups_kept for step in report.steps)
+    failed = sum(step.groups_failed for step in report.steps)
+    proposed = sum(step.operations_proposed for step in report.steps)
+    applied = sum(len(step.applied) for step in report.steps)
+    rejections: dict[str, int] = {}
+    for step in report.steps:
+        for kind, count in step.rejection_counts.items():
+            rejections[kind] = rejections.get(kind, 0) + count
+    facts = [f"{kept} of {seen} groups had mixed results (the only ones the method learns from)"]
+    if failed:
+        facts.append(f"{failed} groups failed")
+    facts.append(f"reflection proposed {proposed} edit{'' if proposed == 1 else 's'}")
+    if rejections:
+        listed = ", ".join(f"{count} {kind.replace('_', ' ')}" for kind, count in sorted(rejections.items()))
+        facts.append(f"rejected: {listed}")
+    facts.append(f"{applied} applied")
+    return "(nothing learned: " + "; ".join(facts) + ")"

@@ -23,6 +23,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from debrief.learner import Backends, FunctionBackend, InMemoryLibrary, RunConfig, make_verifier, run_learning
+from debrief.server.cli.run_console import nothing_learned
+from tests.learner.scripted import addition_problems, policy, reflector
+
 pytestmark = pytest.mark.anyio
 ROOT = Path(__file__).parents[2]
 WAIT = 120
@@ -203,3 +207,22 @@ async def test_serve_on_a_terminal_says_in_one_line_what_it_is_and_how_to_connec
     assert "debrief config claude-desktop|cursor|vscode|claude-code" in line
     assert rest == ""
     assert stdout == ""
+
+
+async def test_the_nothing_learned_line_states_the_facts_the_run_saw() -> None:
+    silent = reflector(advantage=lambda request: json.dumps({"analysis": "No clear difference.", "operations": []}))
+    config = RunConfig(run_id="quiet", epochs=1, batch_size=8, seed=7, retry_backoff=0.0)
+    with anyio.fail_after(WAIT):
+        report = await run_learning(
+            config,
+            backends=Backends(policy=FunctionBackend(policy), reflect=FunctionBackend(silent)),
+            library=InMemoryLibrary(),
+            problems=addition_problems(8),
+            verifier=make_verifier("exact"),
+        )
+    kept = sum(step.groups_kept for step in report.steps)
+    assert kept > 0  # the scripted policy is right 3 times in 10: mixed groups happen
+    assert nothing_learned(report) == (
+        f"(nothing learned: {kept} of 8 groups had mixed results (the only ones the method learns from); "
+        "reflection proposed 0 edits; 0 applied)"
+    )
