@@ -266,6 +266,7 @@ def _learn(args: argparse.Namespace) -> int:
             version_before = await store.version(args.namespace)
             config = run_config(
                 settings,
+                embedded=endpoint.local,
                 run_id=run_id,
                 epochs=args.epochs,
                 batch_size=args.batch_size,

@@ -25,13 +25,20 @@ def price_table(settings: Settings) -> PriceTable:
     )
 
 
-def run_config(settings: Settings, **choices: Any) -> RunConfig:
+EMBEDDED_MODEL_CONCURRENCY = 2
+"""Requests in flight to the embedded llama.cpp model, which answers one at a time: more would only queue there
+and run into request timeouts."""
+
+
+def run_config(settings: Settings, *, embedded: bool = False, **choices: Any) -> RunConfig:
     """A ``RunConfig`` from the caller's ``choices`` (field name → value; ``None`` = no choice) over the settings.
 
     Precedence: a choice > the server's settings > ``RunConfig``'s defaults. A misspelled field is refused
-    (``RunConfig`` forbids extra fields).
+    (``RunConfig`` forbids extra fields). ``embedded``: the run talks to the embedded local model.
     """
     fields: dict[str, Any] = {"prices": price_table(settings)}
+    if embedded:
+        fields["concurrency"] = EMBEDDED_MODEL_CONCURRENCY
     if settings.runs.concurrency is not None:
         fields["concurrency"] = settings.runs.concurrency
     fields["request_timeout"] = settings.runs.request_timeout
@@ -44,11 +51,18 @@ def run_config(settings: Settings, **choices: Any) -> RunConfig:
 
 
 def request_run_config(
-    settings: Settings, request: RunRequest, *, run_id: str, budget_tokens: int | None, budget_usd: float | None
+    settings: Settings,
+    request: RunRequest,
+    *,
+    run_id: str,
+    budget_tokens: int | None,
+    budget_usd: float | None,
+    embedded: bool = False,
 ) -> RunConfig:
     """The configuration of a run a client started over MCP (budgets already checked against the server's caps)."""
     return run_config(
         settings,
+        embedded=embedded,
         run_id=run_id,
         epochs=request.epochs,
         batch_size=request.batch_size,

@@ -417,6 +417,7 @@ class RunManager:
             run_id=record.run_id,
             budget_tokens=record.budget_tokens,
             budget_usd=None if grant.budget_usd is None else active.spent_before + grant.budget_usd,
+            embedded=bool(getattr(endpoint, "local", False)),
         )
 
         def on_event(event: ProgressEvent) -> None:
