@@ -40,6 +40,10 @@ class GroupRecord(BaseModel):
     verifier_errors: int = Field(default=0, description="Attempts whose verification failed or timed out (scored 0).")
     reused: bool = Field(default=False, description="Its attempts came from an interrupted run of this step.")
     error: str | None = Field(default=None, description="Why the group failed, if it did.")
+    failed_replies: list[str] = Field(
+        default_factory=list,
+        description="Up to 2 replies of attempts that scored 0, cut to 400 characters: why a model scored 0.",
+    )
     tool_calls: list[int] | None = Field(default=None, description="Agent mode: tool calls per attempt.")
     turns: list[int] | None = Field(default=None, description="Agent mode: model replies per attempt.")
     tool_errors: int = Field(default=0, description="Agent mode: tool calls of the group that came back as errors.")

@@ -35,6 +35,19 @@ from debrief.learner.verifiers import Verifier, safe_score
 
 logger = logging.getLogger(__name__)
 
+FAILED_SAMPLES = 2
+SAMPLE_CHARACTERS = 400
+
+
+def failed_samples(responses: list[str] | None, rewards: list[float] | None) -> list[str]:
+    """A few replies of attempts that scored 0, cut short: what a user reads to see why a model failed."""
+    if not responses or not rewards:
+        return []
+    failed = [reply for reply, reward in zip(responses, rewards, strict=False) if reward == 0]
+    return [reply if len(reply) <= SAMPLE_CHARACTERS else reply[:SAMPLE_CHARACTERS] + "…" for reply in failed][
+        :FAILED_SAMPLES
+    ]
+
 
 @dataclass
 class GroupWork:
@@ -74,6 +87,7 @@ class GroupWork:
             verifier_errors=self.verifier_errors,
             reused=self.reused,
             error=self.error,
+            failed_replies=failed_samples(self.responses, self.rewards),
         )
 
 
