@@ -33,6 +33,8 @@ class RetryPolicy:
     backoff_max: float = 30.0
     request_timeout: float | None = None
     """Seconds one request may take before it counts as a transient failure; ``None`` leaves it to the backend."""
+    retry_after_max: float = 300.0
+    """Longest ``Retry-After`` honoured as given; a longer one waits this long."""
 
     @classmethod
     def of(cls, config: RunConfig) -> RetryPolicy:
@@ -40,9 +42,9 @@ class RetryPolicy:
         return cls(max_retries=config.max_retries, backoff=config.retry_backoff, request_timeout=config.request_timeout)
 
     def delay(self, attempt: int, error: BackendError) -> float:
-        """The wait before retry ``attempt + 1``: ``Retry-After`` when the endpoint gave a usable one."""
-        if error.retry_after is not None and 0 <= error.retry_after <= self.backoff_max:
-            return error.retry_after
+        """The wait before retry ``attempt + 1``: the endpoint's ``Retry-After`` when it gave one, else backoff."""
+        if error.retry_after is not None and error.retry_after >= 0:
+            return min(error.retry_after, self.retry_after_max)
         return float(min(self.backoff_max, self.backoff * 2**attempt) * (0.5 + random.random() / 2))
 
 
