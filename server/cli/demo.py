@@ -152,6 +152,7 @@ async def run_demo(
             config=config,
             checkpoint=DirectoryCheckpoint(settings.data_dir / "runs" / config.run_id / "checkpoint"),
             console=console,
+            verbose=bool(getattr(args, "verbose", False)),
         )
         console.print(step_table(report))
 

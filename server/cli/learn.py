@@ -8,7 +8,7 @@ import shlex
 import sys
 from collections import Counter
 from collections.abc import Callable, Sequence
-from contextlib import AsyncExitStack
+from contextlib import AsyncExitStack, nullcontext
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -68,8 +68,13 @@ async def learn_with_progress(
     checkpoint: Checkpoint,
     console: Console,
     on_event: Callable[[ProgressEvent], None] | None = None,
+    verbose: bool | None = None,
 ) -> RunReport:
-    """Run the learner on ``store``'s namespace with a live progress bar on ``console``, events also to ``on_event``."""
+    """Run the learner on ``store``'s namespace with a live progress bar on ``console``, events also to ``on_event``.
+
+    With ``verbose`` set (True or False), log records print through ``console`` too, one line each unless True;
+    ``None`` leaves logging as the caller set it up.
+    """
     columns = (
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -77,7 +82,8 @@ async def learn_with_progress(
         TextColumn("{task.fields[detail]}"),
         TimeElapsedColumn(),
     )
-    with Progress(*columns, console=console, transient=False) as progress:
+    logs = nullcontext() if verbose is None else console_logging(console, verbose=verbose)
+    with logs, Progress(*columns, console=console, transient=False) as progress:
         task = progress.add_task("learning", total=None, detail="starting")
 
         def show(event: ProgressEvent) -> None:
