@@ -1,18 +1,18 @@
 """Outcome recording: group outcomes on the same task and learn from groups whose results disagree.
 
 Outcomes are kept per namespace in an append-only JSON-lines file in the data dir, written under a
-cross-process lock; each line carries the task's embedding so later outcomes can be matched to it.
+cross-process lock; each line carries the task's embedding so later outcomes can be matched to it. An SQLite
+index beside the file (:mod:`debrief.server.store.outcome_log`) answers grouping, paging and lookups without
+re-reading the file.
 """
 
 from __future__ import annotations
 
-import json
+import functools
 import logging
-import os
 import secrets
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import anyio
@@ -25,7 +25,6 @@ from debrief.learner.fencing import strip_controls
 from debrief.learner.library import Provenance
 from debrief.learner.operations import Operation
 from debrief.learner.rewards import is_success
-from debrief.server.chroma.locks import FileLock
 from debrief.server.embedding.embedder import Embedder
 from debrief.server.errors import Conflict, InvalidInput, NotFound
 from debrief.server.learning.outcome_models import Outcome, OutcomePage, RecordOutcomeResult, Reflection
@@ -45,6 +44,7 @@ from debrief.server.learning.utility import retire_after_outcome
 from debrief.server.settings import Settings
 from debrief.server.store.experience_store import ExperienceStore
 from debrief.server.store.learner_library import StoreLibrary
+from debrief.server.store.outcome_log import OutcomeLog
 from debrief.server.store.planning import id_namespace
 
 logger = logging.getLogger(__name__)
@@ -72,6 +72,7 @@ class OutcomeBook:
         self._provider = provider
         self._tasks = task_group
         self._root = settings.data_dir / "outcomes"
+        self._log = OutcomeLog(self._root)
         self._reflecting = anyio.CapacityLimiter(1)
         self._ledger = SpendLedger(settings.data_dir, settings.runs.daily_budget_usd)
         self._pending: dict[str, anyio.Event] = {}
@@ -92,49 +93,8 @@ class OutcomeBook:
 
     # ---- file access --------------------------------------------------------------------------------
 
-    def _path(self, namespace: str) -> Path:
-        return self._root / f"{namespace}.jsonl"
-
     def _append(self, namespace: str, line: dict[str, Any]) -> None:
-        self._root.mkdir(parents=True, exist_ok=True)
-        lock = FileLock(self._root / f"{namespace}.lock")
-        try:
-            lock.acquire(exclusive=True, blocking=True)
-            with self._path(namespace).open("a", encoding="utf-8") as handle:
-                handle.write(json.dumps(line, default=str) + "\n")
-                handle.flush()
-                os.fsync(handle.fileno())
-        finally:
-            lock.release()
-
-    def _lines(self, namespace: str) -> list[dict[str, Any]]:
-        path = self._path(namespace)
-        if not path.exists():
-            return []
-        lines = []
-        with path.open(encoding="utf-8") as handle:
-            for raw in handle:
-                raw = raw.strip()
-                if raw:
-                    try:
-                        lines.append(json.loads(raw))
-                    except json.JSONDecodeError:
-                        logger.warning("skipping a torn line in %s", path)
-        return lines
-
-    def _state(self, namespace: str) -> tuple[list[Outcome], list[list[float]], dict[str, Reflection]]:
-        outcomes: list[Outcome] = []
-        vectors: list[list[float]] = []
-        reflections: dict[str, Reflection] = {}
-        for line in self._lines(namespace):
-            if line.get("type") == "outcome":
-                outcomes.append(Outcome.model_validate(line["outcome"]))
-                vectors.append(line["vector"])
-            elif line.get("type") == "reflection":
-                reflection = Reflection.model_validate(line["reflection"])
-                for outcome_id in reflection.outcome_ids:
-                    reflections[outcome_id] = reflection
-        return outcomes, vectors, reflections
+        self._log.append(namespace, line)
 
     # ---- recording ----------------------------------------------------------------------------------
 
@@ -161,12 +121,11 @@ class OutcomeBook:
             # Checked in full before anything is written: a refused call must leave no outcome behind.
             if id_namespace(experience_id) != namespace:
                 raise InvalidInput(
-                    f"experience id {experience_id!r} is not an experience of namespace {namespace!r} (ids look "
+                    f"experience id {experience_id!r} is not in namespace {namespace!r} (its experience ids look "
                     f"like '{namespace}:0123456789ab'); pass the ids that retrieve_experiences returned for it"
                 )
         vector = (await self._embedder.embed([task]))[0]
-        outcomes, vectors, reflections = await anyio.to_thread.run_sync(self._state, namespace)
-        group_id = self._group_of(task_key, vector, outcomes, vectors)
+        group_id = await self._group_of(namespace, task_key, vector)
         outcome = Outcome(
             outcome_id=f"out-{secrets.token_hex(6)}",
             namespace=namespace,
@@ -188,8 +147,11 @@ class OutcomeBook:
             await retire_after_outcome(
                 self._store, self._settings, outcome.experience_ids_used, outcome_id=outcome.outcome_id
             )
-        members = [item for item in outcomes if item.group_id == group_id and item.outcome_id not in reflections]
-        members = [*members, outcome][-self._settings.outcomes.group_max :]
+        # Read after the append: the group's open outcomes, this one included (an indexed lookup, not a scan).
+        open_members = functools.partial(
+            self._log.open_members, namespace, group_id, limit=self._settings.outcomes.group_max
+        )
+        members = [Outcome.model_validate(body) for body in await anyio.to_thread.run_sync(open_members)]
         rewards = [item.reward for item in members if item.reward is not None]
         mixed = any(is_success(r) for r in rewards) and not all(is_success(r) for r in rewards)
         # Ungraded turns (the Claude Code stop hook) are worth comparing once there are two; only a client
@@ -223,23 +185,18 @@ class OutcomeBook:
                 result.reflection_rejected = reflection.rejected
         return result
 
-    def _group_of(
-        self, task_key: str | None, vector: Sequence[float], outcomes: list[Outcome], vectors: list[list[float]]
-    ) -> str:
+    async def _group_of(self, namespace: str, task_key: str | None, vector: Sequence[float]) -> str:
         if task_key is not None:
             return f"key:{task_key}"
         horizon = _now() - timedelta(days=self._settings.outcomes.window_days)
-        candidates = [
-            (index, item)
-            for index, item in enumerate(outcomes)
-            if item.task_key is None and item.recorded_at >= horizon
-        ][-500:]
+        recent = functools.partial(self._log.recent_unkeyed, namespace, since=horizon, limit=500)
+        candidates = await anyio.to_thread.run_sync(recent)
         if candidates:
-            matrix = np.asarray([vectors[index] for index, _ in candidates], dtype=np.float32)
+            matrix = np.stack([candidate for _, candidate in candidates])
             similarities = matrix @ np.asarray(vector, dtype=np.float32)
             best = int(np.argmax(similarities))
             if float(similarities[best]) >= self._settings.outcomes.match_threshold:
-                return candidates[best][1].group_id
+                return str(candidates[best][0]["group_id"])
         return f"grp-{secrets.token_hex(6)}"
 
     async def _reflect(self, namespace: str, members: list[Outcome], done: anyio.Event) -> None:
@@ -433,21 +390,17 @@ class OutcomeBook:
 
     async def page(self, namespace: str, *, cursor: str | None, limit: int, group_id: str | None = None) -> OutcomePage:
         """Outcomes of a namespace, newest first."""
-        outcomes, _vectors, _reflections = await anyio.to_thread.run_sync(self._state, namespace)
-        if group_id is not None:
-            outcomes = [item for item in outcomes if item.group_id == group_id]
-        outcomes.reverse()
         start = 0
         if cursor is not None:
             if not cursor.isdigit():
                 raise InvalidInput(f"cursor {cursor!r} is not valid: pass next_cursor from the previous page")
             start = int(cursor)
-        items = outcomes[start : start + limit]
-        more = start + limit < len(outcomes)
+        read = functools.partial(self._log.page, namespace, offset=start, limit=limit, group_id=group_id)
+        bodies, more = await anyio.to_thread.run_sync(read)
+        items = [Outcome.model_validate(body) for body in bodies]
         return OutcomePage(items=items, next_cursor=str(start + limit) if more else None)
 
     async def by_ids(self, namespace: str, outcome_ids: Sequence[str]) -> list[Outcome]:
         """The outcomes with these ids, in the order given (unknown ids are left out)."""
-        outcomes, _vectors, _reflections = await anyio.to_thread.run_sync(self._state, namespace)
-        index = {item.outcome_id: item for item in outcomes}
-        return [index[key] for key in outcome_ids if key in index]
+        bodies = await anyio.to_thread.run_sync(self._log.by_ids, namespace, list(outcome_ids))
+        return [Outcome.model_validate(body) for body in bodies]
