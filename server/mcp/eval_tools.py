@@ -10,6 +10,7 @@ from debrief.learner.controls import ControlName
 from debrief.server.errors import InvalidInput
 from debrief.server.learning.evaluations import EvaluationManager, EvaluationRecord, EvaluationRequest
 from debrief.server.learning.run_models import ProblemIn
+from debrief.server.mcp.access import authorize, visible
 from debrief.server.mcp.annotations import READ_ONLY, STARTS_RUN, STOPS_RUN
 from debrief.server.mcp.state import AppState, tool_errors
 from debrief.server.store.models import Namespace
@@ -100,13 +101,16 @@ def register_eval_tools(server: MCPServer[AppState]) -> None:
             except ValidationError as error:
                 found = "; ".join(str(item["msg"]) for item in error.errors())
                 raise InvalidInput(f"the evaluation request is not valid: {found}") from None
+            authorize(namespace, "write")  # it spends the model budget: not for read-only tokens
             return await _evaluations(ctx).start(request)
 
     @server.tool(annotations=READ_ONLY)
     async def get_evaluation(evaluation_id: EvaluationId, ctx: Context[AppState]) -> EvaluationRecord:
         """Status, progress and, once finished, the figures and plain-sentence summary of an evaluation."""
         with tool_errors():
-            return await _evaluations(ctx).get(evaluation_id)
+            record = await _evaluations(ctx).get(evaluation_id)
+            authorize(record.namespace, "read")
+            return record
 
     @server.tool(annotations=READ_ONLY)
     async def wait_evaluation(
@@ -125,12 +129,14 @@ def register_eval_tools(server: MCPServer[AppState]) -> None:
             await ctx.report_progress(float(progress.attempts_done), total, f"{record.status}: {progress.message}")
 
         with tool_errors():
+            authorize((await _evaluations(ctx).get(evaluation_id)).namespace, "read")
             return await _evaluations(ctx).wait(evaluation_id, timeout=timeout_seconds, on_progress=report)
 
     @server.tool(annotations=STOPS_RUN)
     async def cancel_evaluation(evaluation_id: EvaluationId, ctx: Context[AppState]) -> EvaluationRecord:
         """Stop an evaluation at once; the library is untouched either way."""
         with tool_errors():
+            authorize((await _evaluations(ctx).get(evaluation_id)).namespace, "write")
             return await _evaluations(ctx).cancel(evaluation_id)
 
     @server.tool(annotations=READ_ONLY)
@@ -142,4 +148,8 @@ def register_eval_tools(server: MCPServer[AppState]) -> None:
     ) -> EvaluationList:
         """List evaluations, newest first, optionally of one namespace."""
         with tool_errors():
-            return EvaluationList(evaluations=await _evaluations(ctx).evaluations(namespace))
+            if namespace is not None:
+                authorize(namespace, "read")
+            found = await _evaluations(ctx).evaluations(namespace)
+            shown = set(visible({record.namespace for record in found}))
+            return EvaluationList(evaluations=[record for record in found if record.namespace in shown])

@@ -124,6 +124,8 @@ def out_of_scope_calls(seeded: dict[str, Any]) -> list[tuple[str, dict[str, Any]
         ("record_outcome", {"namespace": "secret", "task": "t", "attempt": "a", "outcome": "failure"}),
         ("list_outcomes", {"namespace": "secret"}),
         ("explain_experience", {"experience_id": seeded["secret_id"]}),
+        ("start_evaluation", {"namespace": "secret", "problems": problems(2), "verifier": "exact"}),
+        ("list_evaluations", {"namespace": "secret"}),
     ]
 
 
@@ -141,7 +143,7 @@ async def test_a_token_scoped_to_other_namespaces_can_neither_read_nor_write_thi
             after = await secret_state(url)
             async with as_token(url, FULL) as admin:
                 resource = await admin.read_resource("experiences://secret")
-    assert len(refused) == 18
+    assert len(refused) == 20
     for tool, message in refused.items():
         assert "no access to namespace 'secret'" in message, (tool, message)
         assert SECRET not in message, tool
