@@ -3,7 +3,6 @@
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
-from importlib.metadata import PackageNotFoundError, version
 
 import anyio
 from mcp.server import MCPServer
@@ -26,6 +25,7 @@ from debrief.server.mcp.state import AppState
 from debrief.server.mcp.surface import DebriefServer
 from debrief.server.settings import Settings
 from debrief.server.store.experience_store import ExperienceStore
+from debrief.server.version import package_version
 
 logger = logging.getLogger(__name__)
 
@@ -98,7 +98,7 @@ def create_server(
         "debrief",
         title="Debrief experience memory",
         instructions=INSTRUCTIONS,
-        version=_version(),
+        version=package_version(),
         lifespan=lifespan,
         token_verifier=http_auth[0] if http_auth is not None else None,
         auth=http_auth[1] if http_auth is not None else None,
@@ -110,10 +110,3 @@ def create_server(
     register_outcome_tools(server, settings)
     register_reflection_tools(server, settings)
     return server
-
-
-def _version() -> str:
-    try:
-        return version("debrief-mcp")
-    except PackageNotFoundError:
-        return "0"
