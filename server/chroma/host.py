@@ -9,7 +9,10 @@ Protocol, all with ``flock`` on files in the data dir:
   ``in-process`` mode holds it exclusive for its lifetime, so the two modes exclude each other.
 
 The server is started detached (its own session, output to ``chroma-host.log``), never as a child whose
-output could reach our stdout, which a stdio MCP server reserves for the protocol.
+output could reach our stdout, which a stdio MCP server reserves for the protocol. It is recorded in the json
+before it answers, so a process killed while waiting leaves a record the next one follows; a server on the
+directory that no record names is adopted if it answers and stopped otherwise (never two on one directory).
+A restart takes the old port when it is free, so clients that knew the old server find the new one.
 """
 
 from __future__ import annotations
@@ -113,10 +116,32 @@ def _is_our_server(pid: int, path: Path) -> bool:
     return b"run" in command and str(path).encode() in command
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+def _free_port(preferred: int = 0) -> int:
+    """``preferred`` when it is free (clients that knew the old server find the new one), else any free port."""
+    for port in (preferred, 0) if preferred else (0,):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return int(probe.getsockname()[1])
+    raise StoreUnavailable("no free loopback port for the shared Chroma server")
+
+
+def _servers_on(path: Path) -> list[tuple[int, int | None]]:
+    """``(pid, port)`` of every ``chroma run`` serving ``path`` on this machine (port None if unreadable)."""
+    found: list[tuple[int, int | None]] = []
+    for entry in Path("/proc").glob("[0-9]*"):
+        pid = int(entry.name)
+        if pid == os.getpid() or not _is_our_server(pid, path) or not _alive(pid):
+            continue
+        try:
+            words = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        port = int(words[words.index(b"--port") + 1]) if b"--port" in words[:-1] else None
+        found.append((pid, port))
+    return found
 
 
 def _stop(pid: int, timeout: float = 15.0) -> None:
@@ -148,13 +173,22 @@ def _launch(chroma: str, path: Path, port: int, log: Path) -> int:
     return int(started.stdout.strip())
 
 
-def _start(data_dir: Path, timeout: float) -> tuple[int, int]:
+def _record(data_dir: Path, pid: int, port: int) -> None:
+    info_path = data_dir / HOST_FILE
+    scratch = info_path.with_suffix(".tmp")
+    scratch.write_text(json.dumps({"pid": pid, "port": port}))
+    scratch.replace(info_path)
+
+
+def _start(data_dir: Path, timeout: float, preferred_port: int = 0) -> tuple[int, int]:
     chroma = find_chroma()
     path = data_dir / "chroma"
     log = data_dir / HOST_LOG
-    for _attempt in range(3):
-        port = _free_port()
+    for attempt in range(3):
+        port = _free_port(preferred_port if attempt == 0 else 0)
         pid = _launch(chroma, path, port, log)
+        # Recorded before waiting: if this process dies now, the next one finds the server and adopts or stops it.
+        _record(data_dir, pid, port)
         if _wait_heartbeat(port, pid, timeout):
             return pid, port
         if _alive(pid):
@@ -212,16 +246,29 @@ class ChromaHost:
                         )
                     _stop(pid)
                     users.acquire(exclusive=False, blocking=True)
-                pid, port = _start(data_dir, start_timeout)
-                scratch = info_path.with_suffix(".tmp")
-                scratch.write_text(json.dumps({"pid": pid, "port": port}))
-                scratch.replace(info_path)
+                adopted = cls._adopt_or_stop_orphans(data_dir)
+                pid, port = adopted if adopted is not None else _start(data_dir, start_timeout, port)
+                _record(data_dir, pid, port)
             return cls(data_dir=data_dir, pid=pid, port=port, _users=users)
         except BaseException:
             users.release()
             raise
         finally:
             host_lock.release()
+
+    @staticmethod
+    def _adopt_or_stop_orphans(data_dir: Path) -> tuple[int, int] | None:
+        """Servers on this data dir that no record names (a start cut short): adopt one that answers, stop the rest.
+
+        Two servers on one directory would corrupt it, so none may be left running beside a new one.
+        """
+        adopted: tuple[int, int] | None = None
+        for pid, port in _servers_on(data_dir / "chroma"):
+            if adopted is None and port is not None and _wait_heartbeat(port, pid, 5.0):
+                adopted = (pid, port)
+            else:
+                _stop(pid)
+        return adopted
 
     async def detach(self) -> None:
         """Stop using the server; the last process out stops it."""
