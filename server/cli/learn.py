@@ -42,15 +42,14 @@ from debrief.server.cli.gate_options import add_gate_options, gate_from_args
 from debrief.server.cli.run_console import console_logging, resume_command, run_verdict
 from debrief.server.errors import InvalidInput
 from debrief.server.learning.gated import keep_version, validation_cells, validation_lines
+from debrief.server.learning.leases import RunLease
 from debrief.server.learning.run_config import run_config
 from debrief.server.learning.run_records import (
     CommandRun,
     RunBook,
-    capped_budget_usd,
-    check_daily_cap,
     new_run_id,
-    spent_today,
 )
+from debrief.server.learning.spend_ledger import SpendLedger
 from debrief.server.store.experience_store import ExperienceStore
 from debrief.server.store.learner_library import StoreLibrary
 from debrief.server.store.models import check_namespace
@@ -118,7 +117,9 @@ def step_table(report: RunReport) -> Table:
             f" ({len(report.failed_groups)} groups still failed, {len(report.pending_operations)} proposals pending, "
             f"{report.failed_consolidations} failed consolidations; resume to retry)"
         )
-    table = Table(title=title)
+    if report.retried_requests:
+        title += f", {report.retried_requests} requests retried"
+    table = Table(title=title, caption="fates: proposals applied/merged/dropped/rejected/pending")
     for column in (
         "step",
         "epoch",
@@ -129,8 +130,7 @@ def step_table(report: RunReport) -> Table:
         "merged",
         "deleted",
         "rejected",
-        "fates a/m/d/r/p",
-        "retried",
+        "fates",
         "tokens",
         "cost $",
         "secs",
@@ -157,7 +157,6 @@ def step_table(report: RunReport) -> Table:
             str(kinds["delete"]),
             str(len(step.rejected)),
             fates(step),
-            str(step.retried_requests),
             f"{step.total.prompt_tokens + step.total.completion_tokens:,}",
             f"{step.total.cost_usd:.4f}",
             f"{step.wall_seconds:.1f}",
@@ -254,9 +253,10 @@ def _learn(args: argparse.Namespace) -> int:
             )
             # Recorded like a run started over MCP: list_learning_runs and the daily cap see it.
             book = RunBook(settings.data_dir / "runs")
-            cap = settings.runs.daily_budget_usd
-            spent = spent_today(await anyio.to_thread.run_sync(book.scan))
-            check_daily_cap(cap, spent)
+            # The run's lease and today's cap are shared with every server and command on this data dir.
+            exits.callback(RunLease(book.directory(run_id)).take().release)
+            ledger = SpendLedger(settings.data_dir, settings.runs.daily_budget_usd)
+            await anyio.to_thread.run_sync(ledger.check)
             recorded = CommandRun.begin(
                 book,
                 run_id=run_id,
@@ -268,7 +268,9 @@ def _learn(args: argparse.Namespace) -> int:
                 version_before=await store.version(args.namespace),
             )
             # A resumed run's budget covers the whole run, so its own earlier spending is not held against it twice.
-            spent -= recorded.record.progress.cost_usd
+            spent_before = recorded.record.progress.cost_usd
+            wanted = None if args.budget_usd is None else max(args.budget_usd - spent_before, 0.0)
+            grant = await anyio.to_thread.run_sync(ledger.reserve, run_id, wanted)
             version_before = await store.version(args.namespace)
             config = run_config(
                 settings,
@@ -282,7 +284,7 @@ def _learn(args: argparse.Namespace) -> int:
                 max_operations=args.max_operations,
                 concurrency=args.concurrency,
                 budget_tokens=args.budget_tokens,
-                budget_usd=capped_budget_usd(cap, spent, args.budget_usd),
+                budget_usd=None if grant.budget_usd is None else spent_before + grant.budget_usd,
                 agent=args.agent or None,
                 max_turns=args.max_turns,
                 max_completion_tokens=args.max_tokens,
@@ -326,6 +328,8 @@ def _learn(args: argparse.Namespace) -> int:
                     await anyio.to_thread.run_sync(
                         functools.partial(recorded.finish, report=report, error=error, version_after=version_after)
                     )
+                    spent_now = recorded.record.progress.cost_usd - spent_before
+                    await anyio.to_thread.run_sync(ledger.release, run_id, spent_now)
             Console(width=None if sys.stdout.isatty() else 200).print(step_table(report))
             # Validation gate (issue 11): each validated edit's figures, then which library version is kept.
             for line in validation_lines(report.steps):
