@@ -66,6 +66,10 @@ class ChromaConnection:
     host: ChromaHost | None = None
     guard: FileLock | None = None
 
+    async def revive(self) -> bool:
+        """After a failed call on the shared host: restart it if it died; True when this client can go on."""
+        return self.host is not None and await self.host.revive()
+
     async def aclose(self) -> None:
         """Close the client, then detach from the shared host or drop the in-process lock."""
         try:

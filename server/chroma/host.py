@@ -120,6 +120,8 @@ def _free_port(preferred: int = 0) -> int:
     """``preferred`` when it is free (clients that knew the old server find the new one), else any free port."""
     for port in (preferred, 0) if preferred else (0,):
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            # A port the old server just used may linger in TIME_WAIT; the new server (like this probe) reuses it.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 probe.bind(("127.0.0.1", port))
             except OSError:
@@ -269,6 +271,30 @@ class ChromaHost:
             else:
                 _stop(pid)
         return adopted
+
+    async def revive(self, *, start_timeout: float = 20.0) -> bool:
+        """After a failed call: restart the server if it is gone; True when it answers again at the same URL."""
+        return await anyio.to_thread.run_sync(self._revive, start_timeout)
+
+    def _revive(self, start_timeout: float) -> bool:
+        host_lock = FileLock(self.data_dir / HOST_LOCK)
+        host_lock.acquire(exclusive=True, blocking=True)
+        try:
+            try:
+                info = json.loads((self.data_dir / HOST_FILE).read_text())
+                pid, port = int(info["pid"]), int(info["port"])
+            except (OSError, ValueError, KeyError, TypeError):
+                pid, port = 0, 0
+            if not (port and _alive(pid) and heartbeat(port)):
+                # Another attached process may have restarted it already; otherwise this one does, on the old port.
+                adopted = self._adopt_or_stop_orphans(self.data_dir)
+                pid, port = adopted if adopted is not None else _start(self.data_dir, start_timeout, self.port)
+                _record(self.data_dir, pid, port)
+            same = port == self.port
+            self.pid, self.port = pid, port
+            return same
+        finally:
+            host_lock.release()
 
     async def detach(self) -> None:
         """Stop using the server; the last process out stops it."""

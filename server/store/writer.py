@@ -183,6 +183,15 @@ class StoreCore:
         try:
             return await anyio.to_thread.run_sync(functools.partial(function, *args))
         except httpx.TransportError as error:
+            # The shared host died: restart it (the next call then works); this call is not retried, since it
+            # may have been applied before the server went away.
+            with anyio.CancelScope(shield=True):
+                revived = await self._connection.revive()
+            if revived:
+                raise StoreUnavailable(
+                    f"the shared Chroma server at {self._connection.where} had stopped and was restarted; retry the "
+                    "call (a write that was cut off is completed from the change log by the next one)"
+                ) from error
             raise StoreUnavailable(
                 f"the Chroma server at {self._connection.where} did not answer ({error!r}); check that it runs"
             ) from error

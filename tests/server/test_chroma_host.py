@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 from pathlib import Path
 
 import anyio
@@ -19,12 +21,14 @@ from debrief.server.chroma.host import (
     heartbeat,
 )
 from debrief.server.embedding.hashed import HashEmbedder
+from debrief.server.errors import StoreUnavailable
 from debrief.server.settings import Settings
 from debrief.server.store.experience_store import ExperienceStore
 
 pytestmark = [pytest.mark.anyio, pytest.mark.chroma_server]
 
 LESSON = "When a word problem mixes units, convert every quantity to one unit before doing any arithmetic."
+OTHER = "When an answer must be an integer, check it by substituting it back into the original statement."
 
 
 def free_port() -> int:
@@ -74,3 +78,24 @@ async def test_a_server_recorded_before_its_starter_was_killed_is_found_by_the_n
     assert (info["pid"], info["port"]) == (pid, port)
     assert servers == [(pid, port)]
     assert not heartbeat(port)
+
+
+async def test_when_the_shared_host_dies_the_next_call_restarts_it_and_the_store_goes_on(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path / "data", chroma_mode="shared")
+    with anyio.fail_after(120):
+        store = await ExperienceStore.open(settings, HashEmbedder())
+        try:
+            added = await store.add("math", LESSON)
+            before = json.loads((settings.data_dir / HOST_FILE).read_text())
+            os.kill(before["pid"], signal.SIGKILL)
+            with pytest.raises(StoreUnavailable, match="had stopped and was restarted"):
+                await store.get(added.experience.experience_id)
+            after = json.loads((settings.data_dir / HOST_FILE).read_text())
+            again = await store.get(added.experience.experience_id)
+            second = await store.add("math", OTHER)
+        finally:
+            await store.aclose()
+    assert after["port"] == before["port"] and after["pid"] != before["pid"]
+    assert again.text == LESSON
+    assert second.version == 2
+    assert _servers_on(settings.data_dir / "chroma") == []
