@@ -182,7 +182,7 @@ class ExperienceStore(StoreCore):
         """One experience, active or retired."""
         namespace = self._experience_namespace(experience_id)
         await self.settle()
-        return (await self._record(await self._space(namespace), experience_id)).experience()
+        return (await self._record(await self._fresh(await self._space(namespace)), experience_id)).experience()
 
     async def list(
         self,
@@ -206,7 +206,7 @@ class ExperienceStore(StoreCore):
             except ValueError:
                 raise InvalidInput(f"cursor {cursor!r} is not valid: pass back a next_cursor from list") from None
             after = (version, seq)
-        space = await self._space(namespace)
+        space = await self._fresh(await self._space(namespace))
         if space is None:
             return ExperiencePage(items=[], next_cursor=None)
         records = await self._run(functools.partial(space.view.all, status, min_created_version=after[0]))
@@ -243,7 +243,7 @@ class ExperienceStore(StoreCore):
             raise InvalidInput(f"k {k!r} is out of range: use 1 to {self._limits.retrieve_k}")
         if min_score is not None and not math.isfinite(min_score):
             raise InvalidInput(f"min_score {min_score!r} must be a finite number, for example 0.3")
-        space = await self._space(namespace)
+        space = await self._fresh(await self._space(namespace))
         if space is None:
             return []
         vectors = await self._embed([task])
@@ -264,7 +264,7 @@ class ExperienceStore(StoreCore):
     async def active(self, namespace: str) -> builtins.list[Experience]:
         """Every active experience of a namespace, oldest first (unpaged: for the learner)."""
         namespace = self._namespace(namespace)
-        space = await self._space(namespace)
+        space = await self._fresh(await self._space(namespace))
         records = await self._run(space.view.all, "active") if space is not None else []
         return [record.experience() for record in records]
 
@@ -368,7 +368,7 @@ class ExperienceStore(StoreCore):
         """Every experience of a namespace, active and retired, as portable JSON."""
         namespace = self._namespace(namespace)
         await self.settle()
-        space = await self._space(namespace)
+        space = await self._fresh(await self._space(namespace))
         records = await self._run(space.view.all, "all") if space is not None else []
         version = await self._run(space.log.head) if space is not None else 0
         return LibraryExport(

@@ -85,6 +85,8 @@ class StoreCore:
         self._client: Any = connection.client
         self._write_lock = WriteLock(settings.data_dir / "write.lock")
         self._spaces: dict[str, Space] = {}
+        self._verified: dict[str, int] = {}
+        """Per namespace, the newest logged version this process has seen applied (reads check past it)."""
         self._registry: Any = None
         self._registered: set[str] = set()
         self._background: TaskGroup | None = None
@@ -270,6 +272,24 @@ class StoreCore:
             for change in await self._run(space.log.read, first, head):
                 await self._apply_change(space, change, {}, {})
         return head
+
+    async def _fresh(self, space: Space | None) -> Space | None:
+        """``space``, with every logged change applied: a reader never sees a version's number with older content.
+
+        A writer that died between logging a change and updating the collections left the change half-done; the
+        first read after that completes it (under the write lock, as a write would). One count per read otherwise.
+        """
+        if space is None:
+            return None
+        head = await self._run(space.log.head)
+        if head <= self._verified.get(space.namespace, 0):
+            return space
+        [change] = await self._run(space.log.read, head, head)
+        if not await self._run(space.view.has_applied, change):
+            async with self._write_lock.hold():
+                head = await self._catch_up(space)
+        self._verified[space.namespace] = max(head, self._verified.get(space.namespace, 0))
+        return space
 
     async def _write(self, namespace: str, planner: Planner, *, create: bool = True) -> tuple[Change | None, int]:
         """Plan and record one change under the write lock; ``(None, version)`` when there was nothing to do."""
