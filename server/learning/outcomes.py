@@ -392,7 +392,7 @@ class OutcomeBook:
         """Outcomes of a namespace, newest first."""
         start = 0
         if cursor is not None:
-            if not cursor.isdigit():
+            if not cursor.isdigit() or len(cursor) > 12:
                 raise InvalidInput(f"cursor {cursor!r} is not valid: pass next_cursor from the previous page")
             start = int(cursor)
         read = functools.partial(self._log.page, namespace, offset=start, limit=limit, group_id=group_id)

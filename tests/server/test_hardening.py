@@ -274,3 +274,10 @@ async def test_an_imported_record_cannot_forge_its_counters_or_provenance(
     change = history["changes"][-1]
     assert change["source"] == {"kind": "import", "run_id": None, "step": None, "groups": [], "outcome_ids": []}
     assert "imported from an export of 'elsewhere' version 7" in change["reason"]
+
+
+async def test_a_cursor_past_any_page_is_refused_with_the_reason(tmp_path: Path, test_embedder: Embedder) -> None:
+    settings = settings_for(tmp_path)
+    async with Client(create_server(settings, embedder=test_embedder)) as client:
+        message = await call_error(client, "list_outcomes", namespace="math", cursor="99999999999999999999")
+    assert "cursor '99999999999999999999' is not valid" in message
