@@ -13,6 +13,7 @@ from typing import Any
 
 import anyio
 
+from debrief.learner.fencing import strip_controls
 from debrief.server.cli.flags import settings_from_flags
 from debrief.server.errors import DebriefError
 from debrief.server.settings import Settings
@@ -68,7 +69,8 @@ def _experiences(args: argparse.Namespace) -> int:
                 export: LibraryExport = await store.export(args.namespace)
                 active = [item for item in export.experiences if item.status == "active"]
                 for item in active:
-                    print(f"{item.experience_id}\t{item.text}")
+                    # Text stored before control characters were refused must not drive the terminal either.
+                    print(f"{item.experience_id}\t{strip_controls(item.text)}")
                 print(
                     f"{len(active)} active experiences in {args.namespace!r} (version {export.version})",
                     file=sys.stderr,
