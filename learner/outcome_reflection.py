@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field
 from debrief.learner.accounting import TokenCount
 from debrief.learner.aliases import AliasMap
 from debrief.learner.backend import STAGES, Backends
+from debrief.learner.budget import RequestBudget
 from debrief.learner.calls import Caller, RetryPolicy
 from debrief.learner.config import RunConfig
 from debrief.learner.consolidation import consolidate_and_apply
@@ -100,7 +101,15 @@ async def reflect_on_attempts(
     _validate(task, attempts)
     config = config or RunConfig()
     settings = ReflectSettings.of(config)
-    caller = Caller(backends, concurrency=config.concurrency, prices=config.prices, retry=RetryPolicy.of(config))
+    # The config's budget binds every request (the server passes what it reserved of the daily cap).
+    budget = RequestBudget(tokens=config.budget_tokens, usd=config.budget_usd)
+    caller = Caller(
+        backends,
+        concurrency=config.concurrency,
+        prices=config.prices,
+        retry=RetryPolicy.of(config),
+        budget=budget if budget.limited else None,
+    )
     problem = Problem(problem_id=problem_key(task), question=task)
     aliases = AliasMap.of(await library.entries())
     grades = [
