@@ -400,7 +400,12 @@ class RunManager:
         request = record.request
         assert request is not None, "only runs started over MCP run here"
         # Today's cap holds across runs and processes: the run holds its share of it in the ledger while it runs.
-        wanted = None if record.budget_usd is None else max(record.budget_usd - active.spent_before, 0.0)
+        # A run without a dollar budget holds what its token budget can cost, not the whole cap, so runs started
+        # together share the day's cap instead of the first one taking all of it.
+        price = max(self._settings.prices.input_per_million, self._settings.prices.output_per_million) / 1e6
+        used = record.progress.prompt_tokens + record.progress.completion_tokens
+        by_tokens = max(record.budget_tokens - used, 0) * price if record.budget_tokens is not None and price else None
+        wanted = by_tokens if record.budget_usd is None else max(record.budget_usd - active.spent_before, 0.0)
         grant = await anyio.to_thread.run_sync(self._ledger.reserve, record.run_id, wanted)
         backends, endpoint = await self._provider.backends(record.model)
         record.model = record.model or _model_name(endpoint, backends)

@@ -117,3 +117,29 @@ async def test_outcome_reflections_count_against_the_daily_cap(tmp_path: Path, t
         result = await call(client, "record_outcome", **base, attempt="I said 85.", outcome="success", wait_seconds=30)
     assert result["reflection"] in ("applied", "no_change")
     assert SpendLedger(settings.data_dir, 5.0).spent_on(datetime.now(UTC).date()) > 0
+
+
+async def test_runs_without_a_dollar_budget_hold_what_their_token_budget_can_cost_not_the_whole_cap(
+    tmp_path: Path, test_embedder: Embedder
+) -> None:
+    cap = 0.5
+    settings = Settings(
+        data_dir=tmp_path / "data",
+        chroma_mode="in-process",
+        runs=RunSettings(daily_budget_usd=cap, max_concurrent=3),
+        prices=PriceSettings(input_per_million=20.0, output_per_million=20.0),
+        models=ModelSettings(context_tokens=1200),
+    )
+    provider = ScriptedProvider(settings, verbose_policy)
+    async with Client(create_server(settings, embedder=test_embedder, provider=provider)) as client:
+        # 10,000 tokens at $20 per million: each run holds $0.20 of the $0.50 cap.
+        arguments = {"problems": problems(4), "verifier": "exact", "batch_size": 4, "budget_tokens": 10_000}
+        results = [
+            await client.call_tool("start_learning_run", {"namespace": f"math{n}", **arguments}) for n in range(3)
+        ]
+        assert not any(result.is_error for result in results), [error_text(result) for result in results]
+        started = [result.structured_content for result in results]
+        records = await wait_all(client, [run["run_id"] for run in started if run is not None])
+    assert all(record["error"] is None or "is used up" not in record["error"] for record in records[:2])
+    spent = sum(record["progress"]["cost_usd"] for record in records)
+    assert 0 < spent <= cap
