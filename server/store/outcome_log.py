@@ -53,7 +53,6 @@ class OutcomeLog:
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        self._connections: dict[str, sqlite3.Connection] = {}
         self._guard = threading.Lock()
         self._namespace_locks: dict[str, threading.Lock] = {}
 
@@ -73,20 +72,21 @@ class OutcomeLog:
             lock = FileLock(self.root / f"{namespace}.lock")
             try:
                 lock.acquire(exclusive=True, blocking=True)
+                # One connection per call: nothing stays open between calls, so nothing leaks at shutdown.
                 connection = self._connection(namespace)
-                self._catch_up(namespace, connection)
-                yield connection
+                try:
+                    self._catch_up(namespace, connection)
+                    yield connection
+                finally:
+                    connection.close()
             finally:
                 lock.release()
 
     def _connection(self, namespace: str) -> sqlite3.Connection:
-        connection = self._connections.get(namespace)
-        if connection is None:
-            connection = sqlite3.connect(self.root / f"{namespace}.index.sqlite3", check_same_thread=False)
-            connection.execute("PRAGMA journal_mode=WAL")
-            connection.execute("PRAGMA synchronous=NORMAL")
-            connection.executescript(SCHEMA)
-            self._connections[namespace] = connection
+        connection = sqlite3.connect(self.root / f"{namespace}.index.sqlite3")
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute("PRAGMA synchronous=NORMAL")
+        connection.executescript(SCHEMA)
         return connection
 
     def _catch_up(self, namespace: str, connection: sqlite3.Connection) -> None:
@@ -213,10 +213,3 @@ class OutcomeLog:
             marks = ",".join("?" * len(outcome_ids))
             query = f"SELECT outcome_id, body FROM reflected WHERE outcome_id IN ({marks})"
             return {key: json.loads(body) for key, body in connection.execute(query, list(outcome_ids))}
-
-    def close(self) -> None:
-        """Close the index connections."""
-        with self._guard:
-            for connection in self._connections.values():
-                connection.close()
-            self._connections.clear()
