@@ -246,7 +246,6 @@ class OutcomeSettings(BaseSettings):
     retire_flag_only: bool = Field(
         default=False, description="Auto-retire only flags (logs and reports) such experiences instead of retiring."
     )
-
     reflection: Literal["auto", "server", "client"] = Field(
         default="auto",
         validation_alias=AliasChoices("DEBRIEF_REFLECTION"),

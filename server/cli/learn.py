@@ -39,6 +39,7 @@ from debrief.learner.validation import ValidationGate
 from debrief.server.backends.mcp_tools import McpServerEntry, agent_tools, load_mcp_servers
 from debrief.server.cli.flags import settings_from_flags
 from debrief.server.cli.gate_options import add_gate_options, gate_from_args
+from debrief.server.cli.plots import plot_learning_curve
 from debrief.server.cli.run_console import console_logging, resume_command, run_verdict
 from debrief.server.errors import InvalidInput
 from debrief.server.learning.gated import keep_version, validation_cells, validation_lines
@@ -344,6 +345,9 @@ def _learn(args: argparse.Namespace) -> int:
             )
             if kept is not None:
                 console.print(kept.message, markup=False, highlight=False)
+            if args.plot is not None and report.steps:  # `--plot`: the learning curve (helper "eval", issue 11)
+                plot_learning_curve(report.steps, run_id, args.plot)
+                console.print(f"learning curve written to {args.plot}", highlight=False)
             total = report.total
             console.print(
                 f"total {total.prompt_tokens:,} prompt + {total.completion_tokens:,} completion tokens, "
@@ -472,6 +476,7 @@ def register(commands: Any, common: Callable[[argparse.ArgumentParser], None]) -
     learn.add_argument("--api-key", default=None, help="API key (env DEBRIEF_MODEL_API_KEY or OPENAI_API_KEY)")
     learn.add_argument("--resume", default=None, metavar="RUN_ID", help="continue a stopped run")
     add_gate_options(learn)
+    learn.add_argument("--plot", type=Path, default=None, metavar="FILE.png", help="draw the learning curve ([plot])")
     add_agent_flags(learn)
     add_generation_flags(learn)
     learn.set_defaults(handler=_learn)

@@ -144,9 +144,7 @@ class MiniLMEmbedder:
         config = _read_json(model_dir / "config.json")
         pooling = _read_json(model_dir / "1_Pooling" / "config.json")
         if not pooling.get("pooling_mode_mean_tokens"):
-            raise MissingComponent(
-                f"Model in {str(model_dir)!r} does not use mean pooling: {REINSTALL_HINT}"
-            )
+            raise MissingComponent(f"Model in {str(model_dir)!r} does not use mean pooling: {REINSTALL_HINT}")
         self._batch_size = batch_size
         self._max_seq_length = int(_read_json(model_dir / "sentence_bert_config.json")["max_seq_length"])
         self._heads = int(config["num_attention_heads"])
@@ -157,9 +155,7 @@ class MiniLMEmbedder:
         weights_path = model_dir / "model.safetensors"
         for path in (tokenizer_path, weights_path):
             if not path.is_file():
-                raise MissingComponent(
-                    f"Model file {str(path)!r} is missing: {REINSTALL_HINT}"
-                )
+                raise MissingComponent(f"Model file {str(path)!r} is missing: {REINSTALL_HINT}")
         self._tokenizer = Tokenizer.from_file(str(tokenizer_path))
         # tokenizer.json ships with truncation at 128 and fixed padding; sentence-transformers uses
         # max_seq_length (256) and pads each batch only to its longest text.
