@@ -25,7 +25,7 @@ from tests.learner.scripted import (
     reflector,
     reply,
 )
-from tests.learner.test_run import ReplyFn, learn, small
+from tests.support.learning import ReplyFn, learn, small
 
 pytestmark = pytest.mark.anyio
 

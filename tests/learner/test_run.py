@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, Sequence
 
 import anyio
 import pytest
@@ -13,7 +12,6 @@ from debrief.learner import (
     InMemoryLibrary,
     Problem,
     ProgressEvent,
-    RunConfig,
     RunReport,
     format_report,
     make_verifier,
@@ -32,48 +30,9 @@ from tests.learner.scripted import (
     reflector,
     reply,
 )
+from tests.support.learning import learn, small
 
 pytestmark = pytest.mark.anyio
-
-ReplyFn = Callable[[ChatRequest, int], str | Awaitable[str]]
-
-
-async def learn(
-    config: RunConfig,
-    *,
-    policy_fn: ReplyFn = policy,
-    reflect_fn: ReplyFn | None = None,
-    problems: Sequence[Problem] | None = None,
-    library: InMemoryLibrary | None = None,
-    events: list[ProgressEvent] | None = None,
-    verifier: str = "exact",
-) -> tuple[RunReport, InMemoryLibrary, FunctionBackend, FunctionBackend]:
-    policy_backend = FunctionBackend(policy_fn, model="policy-model")
-    reflect_backend = FunctionBackend(reflect_fn or reflector(), model="reflect-model")
-    library = library if library is not None else InMemoryLibrary()
-    with anyio.fail_after(30):
-        report = await run_learning(
-            config,
-            backends=Backends(policy=policy_backend, reflect=reflect_backend, judge=reflect_backend),
-            library=library,
-            problems=problems if problems is not None else addition_problems(16),
-            verifier=make_verifier(verifier),
-            on_event=events.append if events is not None else None,
-        )
-    return report, library, policy_backend, reflect_backend
-
-
-def small(**overrides: object) -> RunConfig:
-    settings: dict[str, object] = {
-        "run_id": "test",
-        "epochs": 3,
-        "batch_size": 8,
-        "seed": 7,
-        "reflection_input": "summaries",
-        "retry_backoff": 0.0,
-    }
-    settings.update(overrides)
-    return RunConfig.model_validate(settings)
 
 
 async def test_the_lesson_is_learned_in_the_first_step_and_later_steps_score_higher() -> None:
