@@ -20,11 +20,11 @@ import anyio
 from anyio.abc import TaskGroup
 from pydantic import BaseModel, Field, model_validator
 
-from debrief.learner import LearnerError, Problem, load_jsonl, make_verifier
+from debrief.learner import LearnerError, Problem, make_verifier
 from debrief.learner.controls import ControlName, LibraryEvaluation, evaluate_library
-from debrief.learner.datasets import problem_key
 from debrief.learner.evaluation import EVAL_TEMPERATURE, EVAL_TOP_P, EvalProgress
 from debrief.server.errors import Conflict, InvalidInput, NotFound
+from debrief.server.learning.problems import check_client_verifier, client_problems
 from debrief.server.learning.run_config import run_config
 from debrief.server.learning.run_models import ProblemIn
 from debrief.server.learning.runs import BackendProvider
@@ -39,7 +39,6 @@ EvaluationStatus = Literal["queued", "running", "succeeded", "failed", "cancelle
 FINISHED: frozenset[str] = frozenset({"succeeded", "failed", "cancelled", "interrupted"})
 MAX_ATTEMPTS = 50_000
 """Most attempts (problems x samples x arms) one evaluation may ask for, per-experience effects not counted."""
-CLIENT_VERIFIERS = ("math", "exact", "numeric", "regex", "judge")
 
 
 class EvaluationRequest(BaseModel):
@@ -254,8 +253,8 @@ class EvaluationManager:
     async def start(self, request: EvaluationRequest) -> EvaluationRecord:
         """Check ``request``, record the evaluation as queued and start it in the background."""
         model = self._provider.choose_model(request.model)
-        problems = await self._problems(request)
-        self._check_verifier(request.verifier)
+        problems = await client_problems(self._settings, request.problems, request.data_path)
+        check_client_verifier(request.verifier, command="debrief eval")
         attempts = len(problems) * request.samples * (2 + len(request.controls))
         if attempts > MAX_ATTEMPTS:
             raise InvalidInput(
@@ -313,48 +312,6 @@ class EvaluationManager:
         return await self.get(evaluation_id)
 
     # ---- running -----------------------------------------------------------------------------------------------
-
-    @staticmethod
-    def _check_verifier(spec: str) -> None:
-        if spec.split(":", 1)[0] not in CLIENT_VERIFIERS:
-            raise InvalidInput(
-                f"verifier {spec!r} is not available to clients: use math, exact, numeric[:tol], regex[:pattern] "
-                "or judge (module:function verifiers run only from `debrief eval` on the command line)"
-            )
-        try:
-            make_verifier(spec)
-        except LearnerError as error:
-            raise InvalidInput(f"verifier {spec!r} is not usable: {error}") from error
-
-    async def _problems(self, request: EvaluationRequest) -> list[Problem]:
-        # The same rules as a learning run's data: inline, or a JSONL file under an allowed dataset directory.
-        if request.problems is not None:
-            return [
-                Problem(
-                    problem_id=item.problem_id or problem_key(item.question), question=item.question, answer=item.answer
-                )
-                for item in request.problems
-            ]
-        assert request.data_path is not None
-        path = Path(request.data_path).expanduser().resolve()
-        roots = [root.expanduser().resolve() for root in self._settings.dataset_roots()]
-        if not any(path.is_relative_to(root) for root in roots):
-            listed = ", ".join(repr(str(root)) for root in roots)
-            raise InvalidInput(
-                f"data_path {request.data_path!r} is outside the allowed dataset directories ({listed}); "
-                "put the file there or add its directory to DEBRIEF_DATASET_DIRS"
-            )
-        if not path.is_file():
-            raise InvalidInput(f"data_path {request.data_path!r} is not a file")
-        try:
-            problems = await anyio.to_thread.run_sync(load_jsonl, path)
-        except LearnerError as error:
-            raise InvalidInput(f"data_path {request.data_path!r}: {error}") from error
-        except (UnicodeDecodeError, OSError) as error:
-            raise InvalidInput(f"data_path {request.data_path!r} cannot be read: {type(error).__name__}") from error
-        if len(problems) > 10_000:
-            raise InvalidInput(f"data_path {request.data_path!r} has {len(problems)} problems; at most 10000")
-        return problems
 
     async def _execute(self, active: _Active, problems: list[Problem]) -> None:
         record = active.record

@@ -6,7 +6,6 @@ import logging
 import os
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Protocol
 
 import anyio
@@ -14,19 +13,17 @@ from anyio.abc import TaskGroup
 
 from debrief.learner import (
     Backends,
-    LearnerError,
     Problem,
     ProgressEvent,
-    load_jsonl,
     make_verifier,
     run_learning,
 )
-from debrief.learner.datasets import problem_key
 from debrief.learner.validation import ValidationSettings
 from debrief.server.backends.mcp_tools import McpServerEntry, agent_tools, load_mcp_servers
 from debrief.server.errors import Conflict, InvalidInput
 from debrief.server.learning.gated import GatedProblems, gated_problems, keep_version
 from debrief.server.learning.leases import RunLease
+from debrief.server.learning.problems import check_client_verifier, client_problems, inline_problems
 from debrief.server.learning.run_config import request_run_config
 from debrief.server.learning.run_models import FINISHED, RESUMABLE, RunProgress, RunRecord, RunRequest
 from debrief.server.learning.run_records import (
@@ -145,8 +142,8 @@ class RunManager:
     async def start(self, request: RunRequest) -> RunRecord:
         """Validate ``request``, record the run as queued and start it in the background."""
         model = self._provider.choose_model(request.model)
-        problems = await self._problems(request)
-        self._check_verifier(request.verifier)
+        problems = await client_problems(self._settings, request.problems, request.data_path)
+        check_client_verifier(request.verifier, command="debrief learn")
         self._gated(request, problems)
         self._agent_servers(request)
         # The endpoint answers (or the embedded model starts) before the run is queued, so a wrong URL, key or
@@ -207,7 +204,7 @@ class RunManager:
         if budget_usd is not None:
             record.budget_usd = budget_usd
         await self._check_daily_cap()
-        problems = await self._problems(record.request)
+        problems = await client_problems(self._settings, record.request.problems, record.request.data_path)
         # Two processes may both get this far; the lease lets one through, and the reload catches a resume that
         # finished in between.
         lease = RunLease(self._book.directory(run_id)).take()
@@ -267,19 +264,6 @@ class RunManager:
 
     # ---- running -------------------------------------------------------------------------------------
 
-    @staticmethod
-    def _check_verifier(spec: str) -> None:
-        kind = spec.split(":", 1)[0]
-        if kind not in ("math", "exact", "numeric", "regex", "judge"):
-            raise InvalidInput(
-                f"verifier {spec!r} is not available to clients: use math, exact, numeric[:tol], regex[:pattern] "
-                "or judge (custom module:function verifiers run only from the `debrief learn` command line)"
-            )
-        try:
-            make_verifier(spec)
-        except LearnerError as error:
-            raise InvalidInput(f"verifier {spec!r} is not usable: {error}") from error
-
     async def _check_daily_cap(self) -> None:
         await anyio.to_thread.run_sync(self._ledger.check)
 
@@ -300,12 +284,7 @@ class RunManager:
         """The run's training problems and its validation gate (none unless the request asks for one)."""
         validation = None
         if request.validation_problems is not None:
-            validation = [
-                Problem(
-                    problem_id=item.problem_id or problem_key(item.question), question=item.question, answer=item.answer
-                )
-                for item in request.validation_problems
-            ]
+            validation = inline_problems(request.validation_problems)
         settings = ValidationSettings(
             samples=request.validation_samples, margin=request.validation_margin, keep_best=request.keep_best
         )
@@ -319,39 +298,6 @@ class RunManager:
             settings=settings,
             seed=request.seed,
         )
-
-    async def _problems(self, request: RunRequest) -> list[Problem]:
-        if request.problems is not None:
-            return [
-                Problem(
-                    problem_id=item.problem_id or problem_key(item.question),
-                    question=item.question,
-                    answer=item.answer,
-                )
-                for item in request.problems
-            ]
-        assert request.data_path is not None
-        path = Path(request.data_path).expanduser().resolve()
-        roots = [root.expanduser().resolve() for root in self._settings.dataset_roots()]
-        if not any(path.is_relative_to(root) for root in roots):
-            listed = ", ".join(repr(str(root)) for root in roots)
-            raise InvalidInput(
-                f"data_path {request.data_path!r} is outside the allowed dataset directories ({listed}); "
-                "put the file there or add its directory to DEBRIEF_DATASET_DIRS"
-            )
-        if not path.is_file():
-            raise InvalidInput(f"data_path {request.data_path!r} is not a file")
-        try:
-            problems = await anyio.to_thread.run_sync(load_jsonl, path)
-        except LearnerError as error:
-            raise InvalidInput(f"data_path {request.data_path!r}: {error}") from error
-        except (UnicodeDecodeError, OSError) as error:
-            raise InvalidInput(
-                f"data_path {request.data_path!r} cannot be read as UTF-8 JSON lines: {type(error).__name__}: {error}"
-            ) from error
-        if len(problems) > 10_000:
-            raise InvalidInput(f"data_path {request.data_path!r} has {len(problems)} problems; at most 10000")
-        return problems
 
     def _launch(self, record: RunRecord, problems: Sequence[Problem], lease: RunLease | None = None) -> None:
         active = _Active(record=record, lease=lease, spent_before=record.progress.cost_usd)
