@@ -13,7 +13,6 @@ import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Literal
 
 import anyio
@@ -23,8 +22,9 @@ from pydantic import BaseModel, Field, model_validator
 from debrief.learner import LearnerError, Problem, make_verifier
 from debrief.learner.controls import ControlName, LibraryEvaluation, evaluate_library
 from debrief.learner.evaluation import EVAL_TEMPERATURE, EVAL_TOP_P, EvalProgress
-from debrief.server.errors import Conflict, InvalidInput, NotFound
+from debrief.server.errors import Conflict, InvalidInput
 from debrief.server.learning.problems import check_client_verifier, client_problems
+from debrief.server.learning.record_book import RecordBook
 from debrief.server.learning.run_config import run_config
 from debrief.server.learning.run_models import ProblemIn
 from debrief.server.learning.runs import BackendProvider
@@ -185,29 +185,18 @@ class EvaluationManager:
         self._store = store
         self._provider = provider
         self._tasks = task_group
-        self._root = settings.data_dir / "evaluations"
+        self._book: RecordBook[EvaluationRecord] = RecordBook(
+            settings.data_dir / "evaluations",
+            prefix="eval",
+            model=EvaluationRecord,
+            key=lambda record: record.evaluation_id,
+            noun="evaluation",
+            lister="list_evaluations",
+        )
         self._slots = anyio.CapacityLimiter(settings.runs.max_concurrent)
         self._active: dict[str, _Active] = {}
 
     # ---- persistence -------------------------------------------------------------------------------------------
-
-    def _dir(self, evaluation_id: str) -> Path:
-        if not evaluation_id.startswith("eval-") or not evaluation_id[5:].isalnum() or len(evaluation_id) > 40:
-            raise InvalidInput(f"evaluation id {evaluation_id!r} is not valid: ids look like 'eval-1a2b3c4d5e6f'")
-        return self._root / evaluation_id
-
-    def _save(self, record: EvaluationRecord) -> None:
-        directory = self._dir(record.evaluation_id)
-        directory.mkdir(parents=True, exist_ok=True)
-        temporary = directory / "record.json.tmp"
-        temporary.write_text(record.model_dump_json(indent=1), encoding="utf-8")
-        os.replace(temporary, directory / "record.json")
-
-    def _load(self, evaluation_id: str) -> EvaluationRecord:
-        path = self._dir(evaluation_id) / "record.json"
-        if not path.exists():
-            raise NotFound(f"there is no evaluation {evaluation_id!r}; list_evaluations shows the known ones")
-        return EvaluationRecord.model_validate_json(path.read_text(encoding="utf-8"))
 
     async def recover(self) -> list[str]:
         """Mark evaluations whose process is gone as interrupted; return their ids."""
@@ -217,7 +206,7 @@ class EvaluationManager:
                 record.status = "interrupted"
                 record.error = "the server stopped while the evaluation was going; start it again"
                 record.owner_pid = None
-                await anyio.to_thread.run_sync(self._save, record)
+                await anyio.to_thread.run_sync(self._book.save, record)
                 recovered.append(record.evaluation_id)
         return recovered
 
@@ -228,17 +217,14 @@ class EvaluationManager:
         active = self._active.get(evaluation_id)
         if active is not None:
             return active.record.model_copy(deep=True)
-        return await anyio.to_thread.run_sync(self._load, evaluation_id)
+        return await anyio.to_thread.run_sync(self._book.load, evaluation_id)
 
     async def evaluations(self, namespace: str | None = None) -> list[EvaluationRecord]:
         """Every known evaluation, newest first, optionally of one namespace."""
 
         def scan() -> list[EvaluationRecord]:
-            if not self._root.exists():
-                return []
             found = []
-            for path in self._root.glob("eval-*/record.json"):
-                record = EvaluationRecord.model_validate_json(path.read_text(encoding="utf-8"))
+            for record in self._book.scan():
                 active = self._active.get(record.evaluation_id)
                 found.append(active.record.model_copy(deep=True) if active else record)
             return found
@@ -272,7 +258,7 @@ class EvaluationManager:
             created_at=_now(),
             owner_pid=os.getpid(),
         )
-        await anyio.to_thread.run_sync(self._save, record)
+        await anyio.to_thread.run_sync(self._book.save, record)
         active = _Active(record=record)
         self._active[record.evaluation_id] = active
         self._tasks.start_soon(self._execute, active, problems, name=record.evaluation_id)
@@ -282,7 +268,7 @@ class EvaluationManager:
         """Stop an evaluation at once (it changes nothing, so nothing is left half-done)."""
         active = self._active.get(evaluation_id)
         if active is None:
-            record = await anyio.to_thread.run_sync(self._load, evaluation_id)
+            record = await anyio.to_thread.run_sync(self._book.load, evaluation_id)
             if record.status in FINISHED:
                 return record
             raise Conflict(f"evaluation {evaluation_id!r} is not going in this server process; it cannot be cancelled")
@@ -336,7 +322,7 @@ class EvaluationManager:
                     record.status = "interrupted"
                 record.finished_at = _now()
                 record.owner_pid = None
-                await anyio.to_thread.run_sync(self._save, record)
+                await anyio.to_thread.run_sync(self._book.save, record)
                 self._active.pop(record.evaluation_id, None)
                 active.touch()
 
@@ -347,7 +333,7 @@ class EvaluationManager:
         record.status = "running"
         record.started_at = _now()
         record.library_version = await self._store.version(record.namespace)
-        await anyio.to_thread.run_sync(self._save, record)
+        await anyio.to_thread.run_sync(self._book.save, record)
         active.touch()
         pool = None
         if request.random_from is not None:

@@ -15,7 +15,8 @@ from pathlib import Path
 import anyio
 
 from debrief.learner import DirectoryCheckpoint, ProgressEvent, RunReport, RunState
-from debrief.server.errors import Conflict, InvalidInput, NotFound
+from debrief.server.errors import Conflict, InvalidInput
+from debrief.server.learning.record_book import RecordBook
 from debrief.server.learning.run_models import RunProgress, RunRecord
 
 
@@ -42,45 +43,18 @@ def pid_alive(pid: int | None) -> bool:
     return True
 
 
-class RunBook:
+class RunBook(RecordBook[RunRecord]):
     """The run records in one directory (``<data_dir>/runs``): one sub-directory per run."""
 
     def __init__(self, root: Path) -> None:
-        self.root = root
-
-    def directory(self, run_id: str) -> Path:
-        """The run's directory (its id checked, so it cannot name a path outside the book)."""
-        if not run_id.startswith("run-") or not run_id[4:].isalnum() or len(run_id) > 40:
-            raise InvalidInput(f"run id {run_id!r} is not valid: ids look like 'run-1a2b3c4d5e6f'")
-        return self.root / run_id
-
-    def save(self, record: RunRecord) -> None:
-        """Replace the run's record file atomically (readers in other processes never see half a file)."""
-        directory = self.directory(record.run_id)
-        directory.mkdir(parents=True, exist_ok=True)
-        temporary = directory / "record.json.tmp"
-        temporary.write_text(record.model_dump_json(indent=1), encoding="utf-8")
-        os.replace(temporary, directory / "record.json")
-
-    def load(self, run_id: str) -> RunRecord:
-        """The stored record of ``run_id``."""
-        path = self.directory(run_id) / "record.json"
-        if not path.exists():
-            raise NotFound(f"there is no learning run {run_id!r}; list_learning_runs shows the known ones")
-        return RunRecord.model_validate_json(path.read_text(encoding="utf-8"))
-
-    def exists(self, run_id: str) -> bool:
-        """Whether ``run_id`` has a record."""
-        return (self.directory(run_id) / "record.json").exists()
-
-    def scan(self) -> list[RunRecord]:
-        """Every stored record, in no particular order."""
-        if not self.root.exists():
-            return []
-        return [
-            RunRecord.model_validate_json(path.read_text(encoding="utf-8"))
-            for path in self.root.glob("run-*/record.json")
-        ]
+        super().__init__(
+            root,
+            prefix="run",
+            model=RunRecord,
+            key=lambda record: record.run_id,
+            noun="learning run",
+            lister="list_learning_runs",
+        )
 
 
 def spent_today(records: Iterable[RunRecord]) -> float:
