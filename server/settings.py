@@ -319,8 +319,8 @@ class Settings(BaseSettings):
     )
     chroma_url: str | None = Field(
         default=None,
-        description="URL of a Chroma server (for example http://127.0.0.1:8001) to keep experiences in, "
-        "instead of the data dir. Env DEBRIEF_CHROMA_URL.",
+        description="URL of a Chroma server (for example http://127.0.0.1:8001) to keep experiences, outcomes and "
+        "learning runs in, instead of the data dir (several hosts can share it). Env DEBRIEF_CHROMA_URL.",
     )
     chroma_mode: Literal["shared", "in-process"] = Field(
         default="shared",

@@ -43,14 +43,13 @@ from debrief.server.cli.plots import plot_learning_curve
 from debrief.server.cli.run_console import console_logging, resume_command, run_verdict
 from debrief.server.errors import InvalidInput
 from debrief.server.learning.gated import keep_version, validation_cells, validation_lines
-from debrief.server.learning.leases import RunLease
 from debrief.server.learning.run_config import run_config
 from debrief.server.learning.run_records import (
     CommandRun,
-    RunBook,
     new_run_id,
 )
 from debrief.server.learning.spend_ledger import SpendLedger
+from debrief.server.learning.storage import run_storage
 from debrief.server.store.experience_store import ExperienceStore
 from debrief.server.store.learner_library import StoreLibrary
 from debrief.server.store.models import check_namespace
@@ -253,9 +252,14 @@ def _learn(args: argparse.Namespace) -> int:
                 highlight=False,
             )
             # Recorded like a run started over MCP: list_learning_runs and the daily cap see it.
-            book = RunBook(settings.data_dir / "runs")
-            # The run's lease and today's cap are shared with every server and command on this data dir.
-            exits.callback(RunLease(book.directory(run_id)).take().release)
+            # In the data dir, or in the shared Chroma with a chroma_url (see server/learning/storage.py).
+            storage = run_storage(settings, store)
+            book = storage.book
+            # The run's lease is shared with every server and command on this data dir (or Chroma server), and
+            # today's cap with every one on this data dir.
+            lease = storage.lease(run_id)
+            await anyio.to_thread.run_sync(lease.take)
+            exits.callback(lease.release)
             ledger = SpendLedger(settings.data_dir, settings.runs.daily_budget_usd)
             await anyio.to_thread.run_sync(ledger.check)
             recorded = CommandRun.begin(
@@ -316,7 +320,7 @@ def _learn(args: argparse.Namespace) -> int:
                         verifier=verifier,
                         config=config,
                         gate=gated.gate,
-                        checkpoint=recorded.checkpoint(),
+                        checkpoint=storage.checkpoint(run_id, lease, lambda: recorded.record, book.save, lambda: None),
                         console=console,
                         on_event=recorded.progress,
                     )

@@ -40,11 +40,11 @@ from debrief.server.learning.reflection_tasks import (
 from debrief.server.learning.run_config import outcome_reflection_config
 from debrief.server.learning.runs import BackendProvider
 from debrief.server.learning.spend_ledger import SpendLedger
+from debrief.server.learning.storage import outcome_log
 from debrief.server.learning.utility import retire_after_outcome
 from debrief.server.settings import Settings
 from debrief.server.store.experience_store import ExperienceStore
 from debrief.server.store.learner_library import StoreLibrary
-from debrief.server.store.outcome_log import OutcomeLog
 from debrief.server.store.planning import id_namespace
 
 logger = logging.getLogger(__name__)
@@ -71,8 +71,7 @@ class OutcomeBook:
         self._embedder = embedder
         self._provider = provider
         self._tasks = task_group
-        self._root = settings.data_dir / "outcomes"
-        self._log = OutcomeLog(self._root)
+        self._log = outcome_log(settings, store)  # the data dir's, or the shared Chroma's (storage.py)
         self._reflecting = anyio.CapacityLimiter(1)
         self._ledger = SpendLedger(settings.data_dir, settings.runs.daily_budget_usd)
         self._pending: dict[str, anyio.Event] = {}

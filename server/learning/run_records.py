@@ -14,7 +14,7 @@ from pathlib import Path
 
 import anyio
 
-from debrief.learner import DirectoryCheckpoint, ProgressEvent, RunReport, RunState
+from debrief.learner import Checkpoint, DirectoryCheckpoint, ProgressEvent, RunReport, RunState
 from debrief.server.errors import Conflict, InvalidInput
 from debrief.server.learning.record_book import RecordBook
 from debrief.server.learning.run_models import RunProgress, RunRecord
@@ -84,8 +84,8 @@ def capped_budget_usd(cap: float | None, spent: float, budget_usd: float | None)
     return remaining if budget_usd is None else min(budget_usd, remaining)
 
 
-class RecordingCheckpoint(DirectoryCheckpoint):
-    """The run's checkpoint directory, also copying finished steps into the run record and saving it each step."""
+class RecordingCheckpoint:
+    """The run's checkpoint (a directory, or ``inner``), also copying finished steps into the run record."""
 
     def __init__(
         self,
@@ -93,22 +93,24 @@ class RecordingCheckpoint(DirectoryCheckpoint):
         record: Callable[[], RunRecord],
         persist: Callable[[RunRecord], None],
         on_change: Callable[[], None] = lambda: None,
+        *,
+        inner: Checkpoint | None = None,
     ) -> None:
-        super().__init__(directory)
+        self._inner: Checkpoint = inner if inner is not None else DirectoryCheckpoint(directory)
         self._record = record
         self._persist = persist
         self._on_change = on_change
 
     async def load(self) -> RunState | None:
         """The saved state; its finished steps go into the record."""
-        state = await super().load()
+        state = await self._inner.load()
         if state is not None:
             self._record().steps = list(state.steps)
         return state
 
     async def save(self, state: RunState) -> None:
         """Save the state and, at a step boundary, the record (other processes read it)."""
-        await super().save(state)
+        await self._inner.save(state)
         record = self._record()
         if len(state.steps) != len(record.steps):
             record.steps = list(state.steps)

@@ -26,15 +26,10 @@ from debrief.server.learning.leases import RunLease
 from debrief.server.learning.problems import check_client_verifier, client_problems, inline_problems
 from debrief.server.learning.run_config import request_run_config
 from debrief.server.learning.run_models import FINISHED, RESUMABLE, RunProgress, RunRecord, RunRequest
-from debrief.server.learning.run_records import (
-    RecordingCheckpoint,
-    RunBook,
-    new_run_id,
-    now,
-    pid_alive,
-    spent_today,
-)
+from debrief.server.learning.run_records import new_run_id, now, spent_today
+from debrief.server.learning.shared_runs import SharedLease
 from debrief.server.learning.spend_ledger import SpendLedger
+from debrief.server.learning.storage import run_storage
 from debrief.server.learning.verdict import every_group_failed
 from debrief.server.settings import Settings
 from debrief.server.store.experience_store import ExperienceStore
@@ -64,7 +59,7 @@ class _Active:
     changed: anyio.Event = field(default_factory=anyio.Event)
     queue: anyio.CancelScope = field(default_factory=anyio.CancelScope)
     """Cancelled to take a queued run out of the queue at once."""
-    lease: RunLease | None = None
+    lease: RunLease | SharedLease | None = None
     """This process's hold on the run: no other process runs it meanwhile (see leases.py)."""
     spent_before: float = 0.0
     """Dollars the run had spent before this process took it (already counted in the spend ledger)."""
@@ -84,7 +79,8 @@ class RunManager:
         self._store = store
         self._provider = provider
         self._tasks = task_group
-        self._book = RunBook(settings.data_dir / "runs")
+        self._storage = run_storage(settings, store)  # the data dir's, or the shared Chroma's (storage.py)
+        self._book = self._storage.book
         self._ledger = SpendLedger(settings.data_dir, settings.runs.daily_budget_usd)
         self._slots = anyio.CapacityLimiter(settings.runs.max_concurrent)
         self._active: dict[str, _Active] = {}
@@ -101,7 +97,7 @@ class RunManager:
         """Mark runs whose process is gone as interrupted (after a crash or restart); return their ids."""
         recovered: list[str] = []
         for record in await self.runs():
-            if record.status in ("queued", "running") and not pid_alive(record.owner_pid):
+            if record.status in ("queued", "running") and not self._storage.going_elsewhere(record):
                 record.status = "interrupted"
                 record.stop_reason = "the server stopped while the run was going; resume_learning_run continues it"
                 record.owner_pid = None
@@ -168,7 +164,7 @@ class RunManager:
             budget_usd=request.budget_usd,
             owner_pid=os.getpid(),
         )
-        lease = RunLease(self._book.directory(run_id)).take()
+        lease = await anyio.to_thread.run_sync(lambda: self._storage.lease(run_id).take())
         await anyio.to_thread.run_sync(self._save, record)
         self._launch(record, problems, lease)
         return record.model_copy(deep=True)
@@ -192,7 +188,7 @@ class RunManager:
             raise Conflict(
                 f"run {run_id!r} was started by `debrief learn`; continue it with `debrief learn … --resume {run_id}`"
             )
-        if record.owner_pid is not None and record.owner_pid != os.getpid() and pid_alive(record.owner_pid):
+        if record.owner_pid is not None and record.owner_pid != os.getpid() and self._storage.going_elsewhere(record):
             raise Conflict(f"run {run_id!r} belongs to the running process {record.owner_pid}; resume it there")
         if budget_tokens is not None:
             if budget_tokens > self._settings.runs.max_budget_tokens:
@@ -207,7 +203,7 @@ class RunManager:
         problems = await client_problems(self._settings, record.request.problems, record.request.data_path)
         # Two processes may both get this far; the lease lets one through, and the reload catches a resume that
         # finished in between.
-        lease = RunLease(self._book.directory(run_id)).take()
+        lease = await anyio.to_thread.run_sync(lambda: self._storage.lease(run_id).take())
         try:
             current = await anyio.to_thread.run_sync(self._load, run_id)
         except BaseException:
@@ -299,7 +295,9 @@ class RunManager:
             seed=request.seed,
         )
 
-    def _launch(self, record: RunRecord, problems: Sequence[Problem], lease: RunLease | None = None) -> None:
+    def _launch(
+        self, record: RunRecord, problems: Sequence[Problem], lease: RunLease | SharedLease | None = None
+    ) -> None:
         active = _Active(record=record, lease=lease, spent_before=record.progress.cost_usd)
         self._active[record.run_id] = active
         self._tasks.start_soon(self._execute, active, list(problems), name=record.run_id)
@@ -338,7 +336,7 @@ class RunManager:
                 await anyio.to_thread.run_sync(self._ledger.release, record.run_id, spent)
                 self._active.pop(record.run_id, None)
                 if active.lease is not None:
-                    active.lease.release()
+                    await anyio.to_thread.run_sync(active.lease.release)
                 active.touch()
 
     async def _run(self, active: _Active, problems: list[Problem]) -> None:
@@ -385,8 +383,8 @@ class RunManager:
                 problems=gated.train,
                 verifier=make_verifier(request.verifier),
                 gate=gated.gate,
-                checkpoint=RecordingCheckpoint(
-                    self._book.directory(record.run_id) / "checkpoint", lambda: active.record, self._save, active.touch
+                checkpoint=self._storage.checkpoint(
+                    record.run_id, active.lease, lambda: active.record, self._save, active.touch
                 ),
                 on_event=on_event,
                 cancel=active.cancel,

@@ -101,6 +101,11 @@ class ExperienceStore(StoreCore):
             raise
         return store
 
+    @property
+    def chroma_client(self) -> Any:
+        """The Chroma client of this store (shared outcomes and runs sit beside the libraries with a chroma_url)."""
+        return self._client
+
     async def aclose(self) -> None:
         """Release locks and the Chroma connection (the last process out stops a shared Chroma host)."""
         await self.settle()
