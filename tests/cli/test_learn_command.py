@@ -12,7 +12,7 @@ import pytest
 
 from tests.learner.fake_openai import FakeOpenAI, serve
 from tests.learner.scripted import LESSON
-from tests.support.learn_command import scripted
+from tests.support.learn_command import learn_command, scripted
 
 pytestmark = pytest.mark.anyio
 
@@ -26,30 +26,7 @@ async def test_debrief_learn_writes_the_learned_lesson_into_the_store_and_prints
             "DEBRIEF_CHROMA_MODE": "in-process",
             "OPENAI_API_KEY": "test-key",
         }
-        command = [
-            sys.executable,
-            "-m",
-            "server",
-            "learn",
-            "--generator",
-            "tests.learner.scripted:addition",
-            "--count",
-            "6",
-            "--verifier",
-            "exact",
-            "--namespace",
-            "math",
-            "--epochs",
-            "1",
-            "--batch-size",
-            "6",
-            "--group-size",
-            "3",
-            "--base-url",
-            base_url,
-            "--model",
-            "fake-model",
-        ]
+        command = learn_command(base_url)
         with anyio.fail_after(240):
             done = await anyio.run_process(command, env=env, check=False, cwd=Path(__file__).parents[2])
     stdout, stderr = done.stdout.decode(), done.stderr.decode()

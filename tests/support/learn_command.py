@@ -29,7 +29,7 @@ def learn_command(base_url: str, *extra: str) -> list[str]:
     return [
         sys.executable,
         "-m",
-        "server",
+        "debrief.server",
         "learn",
         "--generator",
         "tests.learner.scripted:addition",
