@@ -26,9 +26,10 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
-extras="dev"
+# The tests cover plots and reasoning-gym datasets, so the checks install those extras too.
+extras="dev,plot,datasets"
 if [ "${1:-}" = "--local" ]; then
-  extras="dev,local"
+  extras="dev,plot,datasets,local"
   if ! .venv/bin/python -c "import llama_cpp" 2>/dev/null; then
     if ! command -v cc >/dev/null && ! command -v gcc >/dev/null && ! command -v clang >/dev/null; then
       say "the embedded model needs llama-cpp-python, built from source: install a C/C++ compiler first"
