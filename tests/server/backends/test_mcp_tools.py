@@ -19,7 +19,7 @@ from tests.support.calculator_server import build
 
 pytestmark = pytest.mark.anyio
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def calculator(*flags: str) -> McpServerEntry:

@@ -125,7 +125,7 @@ async def test_a_command_line_run_on_one_host_is_listed_by_a_server_on_another(t
     }
     async with serve(FakeOpenAI(reply=scripted)) as base_url:
         with anyio.fail_after(240):
-            done = await anyio.run_process(learn_command(base_url), env=env, check=False, cwd=Path(__file__).parents[2])
+            done = await anyio.run_process(learn_command(base_url), env=env, check=False, cwd=Path(__file__).parents[3])
     assert done.returncode == 0, done.stderr.decode()
     second = host(tmp_path, "b", chroma_url)
     async with connect(second, make_embedder(second), ScriptedProvider(second)) as b:

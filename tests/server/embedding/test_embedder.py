@@ -349,7 +349,7 @@ def test_make_embedder_builds_the_local_minilm_embedder_for_local(tmp_path: Path
 
 
 def test_every_bundled_weight_file_is_declared_as_package_data() -> None:
-    pyproject = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text(encoding="utf-8"))
+    pyproject = tomllib.loads((Path(__file__).parents[3] / "pyproject.toml").read_text(encoding="utf-8"))
     patterns = pyproject["tool"]["setuptools"]["package-data"]["debrief.server.embedding"]
     package = BUNDLED_MODEL_DIR.parent.parent
     declared = {path for pattern in patterns for path in package.glob(pattern) if path.is_file()}

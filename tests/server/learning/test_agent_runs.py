@@ -17,7 +17,7 @@ from tests.support.runs import ScriptedProvider, connect, finish, settings_for, 
 
 pytestmark = pytest.mark.anyio
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def agent_provider(provider: ScriptedProvider) -> ScriptedProvider:

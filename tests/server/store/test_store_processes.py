@@ -21,7 +21,7 @@ from debrief.server.store.history import replay
 PROCESSES = 4
 WRITES = 250
 TASKS = 4
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 async def worker(data_dir: Path, index: int, writes: int, out: Path) -> None:
@@ -73,7 +73,7 @@ def main() -> None:
 async def test_four_processes_writing_concurrently_lose_nothing_and_keep_versions_gapless(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     outs = [tmp_path / f"worker-{index}.json" for index in range(PROCESSES)]
-    code = "from tests.server.test_store_processes import main; main()"
+    code = "from tests.server.store.test_store_processes import main; main()"
     processes = [
         subprocess.Popen(
             [sys.executable, "-c", code, str(data_dir), str(index), str(WRITES), str(out)],
