@@ -17,7 +17,6 @@ from pathlib import Path
 
 import anyio
 import pytest
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -26,6 +25,7 @@ from starlette.routing import Route
 from debrief.learner import Backends, FunctionBackend, InMemoryLibrary, RunConfig, make_verifier, run_learning
 from debrief.server.cli.run_console import nothing_learned
 from tests.learner.scripted import addition_problems, policy, reflector
+from tests.support.http import serving_app
 
 pytestmark = pytest.mark.anyio
 ROOT = Path(__file__).parents[2]
@@ -60,19 +60,11 @@ async def serve(endpoint: Endpoint) -> AsyncIterator[str]:
             Route("/v1/chat/completions", endpoint.chat, methods=["POST"]),
         ]
     )
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(64)
-    config = uvicorn.Config(app, log_config=None, log_level="warning", lifespan="off", ws="none", http="h11")
-    server = uvicorn.Server(config)
-    async with anyio.create_task_group() as group:
-        group.start_soon(server.serve, [sock])
+    async with serving_app(app) as root:
         try:
-            yield f"http://127.0.0.1:{sock.getsockname()[1]}/v1"
+            yield f"{root}/v1"
         finally:
             endpoint.release.set()
-            server.should_exit = True
-    sock.close()
 
 
 def environment(tmp_path: Path) -> dict[str, str]:

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import anyio
 import pytest
-import uvicorn
 from mcp import Client
 from mcp.types import TextContent
 from pydantic import SecretStr
@@ -26,6 +25,7 @@ from debrief.server.backends.provider import ModelProvider
 from debrief.server.embedding.embedder import Embedder
 from debrief.server.mcp.app import create_server
 from debrief.server.settings import ModelSettings, Settings
+from tests.support.http import serving_app
 from tests.support.runs import ScriptedProvider, connect, finish, settings_for, start
 
 pytestmark = pytest.mark.anyio
@@ -79,18 +79,8 @@ async def serve(endpoint: Endpoint) -> AsyncIterator[str]:
             Route("/v1/chat/completions", endpoint.chat, methods=["POST"]),
         ]
     )
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(16)
-    config = uvicorn.Config(app, log_config=None, log_level="warning", lifespan="off", ws="none", http="h11")
-    server = uvicorn.Server(config)
-    async with anyio.create_task_group() as group:
-        group.start_soon(server.serve, [sock])
-        try:
-            yield f"http://127.0.0.1:{sock.getsockname()[1]}/v1"
-        finally:
-            server.should_exit = True
-    sock.close()
+    async with serving_app(app) as root:
+        yield f"{root}/v1"
 
 
 def closed_port_url() -> str:
