@@ -4,20 +4,18 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import UTC, datetime
 from pathlib import Path
 
 import anyio
 import pytest
 
-from debrief.learner.library import Provenance
 from debrief.server.chroma.host import HOST_FILE, heartbeat
 from debrief.server.embedding.hashed import HashEmbedder
 from debrief.server.errors import StoreUnavailable
 from debrief.server.settings import Settings
 from debrief.server.store.experience_store import ExperienceStore
 from debrief.server.store.history import ChangeLog
-from debrief.server.store.models import Change, Edit, ExperienceState
+from tests.support.store import claim_without_applying
 
 pytestmark = pytest.mark.anyio
 
@@ -100,25 +98,8 @@ async def test_an_unreachable_chroma_url_says_so(tmp_path: Path) -> None:
 
 async def test_a_change_logged_but_not_applied_is_applied_by_the_next_write(store: ExperienceStore) -> None:
     key = (await store.add("math", UNITS)).experience.experience_id
-    space = await store._space("math")
-    assert space is not None
     # A writer that died between claiming version 2 and updating the collections left only this behind.
-    orphan = Change(
-        namespace="math",
-        version=2,
-        kind="update",
-        reason="crashed writer",
-        source=Provenance(kind="manual"),
-        at=datetime.now(UTC),
-        edits=[
-            Edit(
-                experience_id=key,
-                before=ExperienceState(text=UNITS, status="active"),
-                after=ExperienceState(text=INTEGER, status="active"),
-            )
-        ],
-    )
-    assert space.log.claim(orphan)
+    await claim_without_applying(store, "math", 2, key, before=UNITS, after=INTEGER)
 
     third = await store.add("code", "Run the linter before committing.")
     assert third.version == 1
